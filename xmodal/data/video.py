@@ -1,0 +1,577 @@
+"""Decode sampled video frames with decord or PyAV behind one small interface.
+
+Real files lie about their frame counts, break part-way and come in old codecs,
+so every backend clamps indices past the real end to the last decodable frame,
+and "auto" falls back from decord (fast) to PyAV (tolerant). decord and av are
+imported lazily so ``import xmodal`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from xmodal.data.sampling import FrameSampler
+from xmodal.errors import ConfigError, VideoDecodeError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+     ".ogv", ".ts"}
+)
+BACKENDS = ("auto", "decord", "pyav")
+
+# Assumed keyframe interval when the container has no index (x264's default keyint).
+_DEFAULT_KEYFRAME_INTERVAL = 250
+# Seeking costs a decoder flush; skip it when it would save only a few frames.
+_MIN_FRAMES_SAVED_BY_SEEK = 4
+_FALLBACK_FPS = 25.0
+
+SeekStrategy = Literal["auto", "sequential", "seek"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a backend knows about a video; width/height are those of the returned frames."""
+
+    num_frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+
+
+class VideoSource(ABC):
+    """An open video that returns frames by index; use as a context manager."""
+
+    backend: str
+    info: VideoInfo
+    path: Path
+
+    @abstractmethod
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """(len(indices), H, W, 3) uint8 RGB in the order asked; past-the-end indices clamp."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the decoder; safe to call twice."""
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _one_line(exc: BaseException, path: Path | None = None) -> str:
+    """An exception as a short single line, without the path the caller already prints."""
+    text = getattr(exc, "strerror", None) or str(exc)  # FFmpeg errors: drop "[Errno N]" and path
+    if path is not None:
+        text = text.replace(f"'{path}'", "").replace(str(path), "")
+    text = " ".join(text.split()).strip(" :.") or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _check_path(path: Path) -> None:
+    """Reject what no decoder can read before handing it to native code (decord can abort)."""
+    if not path.exists():
+        raise VideoDecodeError(path, "no such file")
+    if path.is_dir():
+        raise VideoDecodeError(path, "is a directory, not a video file")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(path, "permission denied")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+
+
+def _as_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    array = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if array.size and array.min() < 0:
+        raise ValueError(f"frame indices must be >= 0, got {int(array.min())}")
+    return array
+
+
+def _scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """Output (width, height) whose shorter side is ``short_side``; never upscales."""
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short_side must be >= 1, got {short_side}")
+    if short_side is None or width <= 0 or height <= 0 or min(width, height) <= short_side:
+        return width, height
+    scale = short_side / min(width, height)
+    if width <= height:
+        return short_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), short_side
+
+
+def _empty(info: VideoInfo) -> np.ndarray:
+    return np.zeros((0, info.height, info.width, 3), dtype=np.uint8)
+
+
+def _probe_size(path: Path) -> tuple[int, int] | None:
+    """Frame size from the container header via PyAV (no decoding); None if unreadable."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            ctx = container.streams.video[0].codec_context
+            return (ctx.width, ctx.height) if ctx.width > 0 and ctx.height > 0 else None
+    except Exception:  # noqa: BLE001 - any failure just means "unknown"
+        return None
+
+
+class DecordSource(VideoSource):
+    """decord backend: fast batched random access; every decord error -> VideoDecodeError."""
+
+    backend = "decord"
+
+    def __init__(self, path: str | os.PathLike[str], *, short_side: int | None = None) -> None:
+        self.path = Path(path)
+        _check_path(self.path)
+        import decord
+
+        self._decord = decord
+        native = _probe_size(self.path)
+        self._size = _scaled_size(*native, short_side) if native else (-1, -1)
+        self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
+        num_frames = len(self._reader)
+        fps = float(self._reader.get_avg_fps()) or _FALLBACK_FPS
+        if native is None:  # the header probe failed: learn the size from frame 0
+            height, width = self._batch([0]).shape[1:3]
+            self._size = _scaled_size(width, height, short_side)
+            if self._size != (width, height):
+                self._reader = self._guarded(self._new_reader, "decord cannot open it")
+        # decord mis-seeks in files whose frames carry no timestamps (H.264 in AVI): it
+        # silently returns frames of the wrong GOP, so such files are read in order instead.
+        self.reads_in_order = not self._guarded(self._has_timestamps, "decord cannot index it")
+        width, height = self._size
+        self.info = VideoInfo(num_frames, fps, num_frames / fps, width, height)
+
+    def _guarded(self, call: Callable[[], Any], what: str) -> Any:
+        """Run a decord call, turning whatever it raises into a one-line VideoDecodeError."""
+        try:
+            return call()
+        except VideoDecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decord raises assorted types
+            raise VideoDecodeError(self.path, f"{what} ({_one_line(exc, self.path)})") from exc
+
+    def _new_reader(self) -> Any:
+        width, height = self._size
+        return self._decord.VideoReader(
+            str(self.path), ctx=self._decord.cpu(0), width=width, height=height
+        )
+
+    def _has_timestamps(self) -> bool:
+        stamps = self._reader.get_frame_timestamp(range(len(self._reader)))
+        return bool(np.isfinite(stamps).all() and stamps.min() > -1e6)
+
+    @staticmethod
+    def _to_numpy(batch: Any) -> np.ndarray:
+        # decord returns its own NDArray, or a torch tensor if a global bridge was set.
+        array = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+        return np.ascontiguousarray(array, dtype=np.uint8)
+
+    def _batch(self, indices: list[int]) -> np.ndarray:
+        batch = self._guarded(lambda: self._reader.get_batch(indices), "decord failed to decode")
+        return self._to_numpy(batch)
+
+    def _read_in_order(self, indices: list[int]) -> np.ndarray:
+        """Decode from frame 0 with a fresh reader (no seeking); past-the-end indices clamp."""
+        reader = self._guarded(self._new_reader, "decord cannot open it")
+        wanted, got, last = set(indices), {}, None
+        for pos in range(max(indices) + 1):
+            try:
+                last = reader.next()
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - decord raises assorted types
+                if last is None:
+                    reason = f"decord failed to decode ({_one_line(exc, self.path)})"
+                    raise VideoDecodeError(self.path, reason) from exc
+                log.info("%s: decoding stopped part-way (%s)", self.path, _one_line(exc))
+                break
+            if pos in wanted:
+                got[pos] = self._to_numpy(last)
+        if last is None:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        end = self._to_numpy(last)
+        return np.stack([got.get(i, end) for i in indices])
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        wanted = _as_indices(indices)
+        if self._reader is None:
+            raise ValueError(f"{self.path}: video is closed")
+        if wanted.size == 0:
+            return _empty(self.info)
+        clamped = np.minimum(wanted, self.info.num_frames - 1).tolist()
+        return self._read_in_order(clamped) if self.reads_in_order else self._batch(clamped)
+
+    def close(self) -> None:
+        self._reader = None
+
+
+@dataclass
+class _DecodePosition:
+    """Where PyAV's decoder is: the frame iterator, last index decoded, whether we seeked."""
+
+    frames: Iterator[Any] | None = None
+    index: int | None = -1  # None: unknown (just seeked)
+    seeked: bool = False
+
+
+class PyAVSource(VideoSource):
+    """PyAV backend: tolerant of broken files; decodes only up to the frames asked for.
+
+    ``strategy`` "auto" decodes straight through when the wanted frames are dense
+    relative to the keyframe interval and seeks when they are sparse; "sequential"
+    and "seek" force one way (both return the same frames; tests compare them).
+    """
+
+    backend = "pyav"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        short_side: int | None = None,
+        strategy: SeekStrategy = "auto",
+    ) -> None:
+        self.path = Path(path)
+        _check_path(self.path)
+        if strategy not in ("auto", "sequential", "seek"):
+            raise ValueError(f"unknown PyAV strategy {strategy!r}")
+        self._strategy = strategy
+        self._container: Any = None
+        self._start_pts: int = 0
+        self._open()
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self._rate = Fraction(rate) if rate else Fraction(_FALLBACK_FPS)
+        self._time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
+        self._frames_per_tick = float(self._time_base * self._rate)
+        self._can_seek = strategy != "sequential"
+        ctx = stream.codec_context
+        width, height = _scaled_size(ctx.width, ctx.height, short_side)
+        self._short_side = short_side
+        fps = float(self._rate)
+        num_frames, duration = self._count_frames(fps)
+        self.info = VideoInfo(num_frames, fps, duration, width, height)
+
+    # -- opening and counting -------------------------------------------------
+    def _open(self) -> None:
+        import av
+
+        self.close()
+        try:
+            container = av.open(str(self.path), metadata_errors="ignore")
+        except Exception as exc:  # noqa: BLE001 - FFmpeg/OS/Unicode errors all mean "unreadable"
+            reason = f"not a readable video ({_one_line(exc, self.path)})"
+            raise VideoDecodeError(self.path, reason) from exc
+        if not container.streams.video:
+            container.close()
+            raise VideoDecodeError(self.path, "the file has no video stream")
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._stream.codec_context.thread_type = "AUTO"
+        self._pos = _DecodePosition()
+        self._last: tuple[int, Any] | None = None  # (index, frame) last decoded
+        self._pending: Any = None
+        # Peek at the first frame: it proves the file decodes at all, and its pts is the
+        # origin of frame indices (stream.start_time can disagree, e.g. H.264 in AVI).
+        first = self._pull()
+        if first is None:
+            self.close()
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        self._pending = first
+        if first.pts is not None:
+            self._start_pts = first.pts
+
+    def _count_frames(self, fps: float) -> tuple[int, float]:
+        """Header frame count, else duration*fps, else a demux pass (packets, no decoding)."""
+        stream, container = self._stream, self._container
+        duration = 0.0
+        if stream.duration:
+            duration = float(stream.duration * self._time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE
+            if "matroska" in container.format.name:
+                # Matroska's duration runs from timestamp 0, not from the first frame.
+                duration = max(0.0, duration - float(self._start_pts * self._time_base))
+        count = stream.frames if stream.frames and stream.frames > 0 else round(duration * fps)
+        if count <= 0:
+            count = self._count_packets()
+        if count <= 0:
+            raise VideoDecodeError(self.path, "the video stream has no frames")
+        return count, duration or count / fps
+
+    def _count_packets(self) -> int:
+        import av
+
+        count = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                count += 1 if packet.size else 0
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.debug("%s: demuxing stopped part-way (%s)", self.path, _one_line(exc))
+        self._open()
+        return count
+
+    # -- index <-> timestamp ----------------------------------------------------
+    def _index_of(self, frame: Any) -> int | None:
+        if frame.pts is None:
+            return None if self._pos.index is None else self._pos.index + 1
+        return round((frame.pts - self._start_pts) * self._frames_per_tick)
+
+    def _pts_of(self, index: int) -> int:
+        return self._start_pts + math.floor(index / (self._time_base * self._rate))
+
+    def _keyframe_before(self, index: int) -> int | None:
+        """Index of the last keyframe at or before ``index`` from the container index, if any."""
+        entries = getattr(self._stream, "index_entries", None)
+        if entries is None or len(entries) < 2:  # no index (e.g. MKV before its first seek)
+            return None
+        pos = entries.search_timestamp(self._pts_of(index), backward=True)
+        if pos < 0:
+            return None
+        return round((entries[pos].timestamp - self._start_pts) * self._frames_per_tick)
+
+    # -- decoding ---------------------------------------------------------------
+    def _should_seek(self, target: int) -> bool:
+        pos = self._pos.index
+        if not self._can_seek:
+            return False
+        if self._strategy == "seek" or pos is None or target <= pos:
+            return True
+        keyframe = self._keyframe_before(target)
+        if keyframe is not None:
+            return keyframe - pos > _MIN_FRAMES_SAVED_BY_SEEK
+        return target - pos > _DEFAULT_KEYFRAME_INTERVAL
+
+    def _seek(self, target: int) -> None:
+        import av
+
+        try:
+            self._container.seek(self._pts_of(target), stream=self._stream, backward=True)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.debug("%s: seek failed (%s); decoding sequentially", self.path, _one_line(exc))
+            self._restart()
+            return
+        self._pending = None
+        self._pos = _DecodePosition(frames=None, index=None, seeked=True)
+
+    def _restart(self) -> None:
+        """Reopen and decode from the first frame, never seeking again (the safe path)."""
+        self._open()
+        self._can_seek = False
+
+    def _pull(self) -> Any:
+        """Next decoded av.VideoFrame, or None at the end or where the stream breaks."""
+        import av
+
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        if self._pos.frames is None:
+            self._pos.frames = self._container.decode(self._stream)
+        try:
+            return next(self._pos.frames)
+        except StopIteration:
+            return None
+        except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
+            log.info("%s: decoding stopped part-way (%s)", self.path, _one_line(exc))
+            return None
+
+    def _next_frame(self) -> tuple[int, Any] | None:
+        """Next decoded (index, frame), or None at the end or where the stream breaks."""
+        frame = self._pull()
+        if frame is None:
+            return None
+        index = self._index_of(frame)
+        if index is None:
+            return None
+        return index, frame
+
+    def _decode_until(self, target: int) -> tuple[int, Any] | None:
+        """Decode forward to the first frame whose index is >= target; None at the end."""
+        while True:
+            item = self._next_frame()
+            if item is None:
+                return None
+            index, frame = item
+            if self._pos.index is None and (index > target or not frame.key_frame):
+                return None  # the seek did not land on a keyframe before the target
+            self._pos.index = index
+            self._last = item
+            if index >= target:
+                return item
+
+    def _find(self, target: int) -> tuple[int, Any] | None:
+        """The frame for ``target``; at the end (or if a seek misbehaved) decode from the start."""
+        if self._should_seek(target):
+            self._seek(target)
+        elif self._pos.index is not None and target <= self._pos.index:
+            self._restart()
+        item = self._decode_until(target)
+        if item is None and self._pos.seeked:
+            self._restart()
+            item = self._decode_until(target)
+        return item
+
+    def _to_array(self, frame: Any) -> np.ndarray:
+        width, height = self.info.width, self.info.height
+        if width <= 0 or height <= 0:  # size unknown from the header: take the first frame's
+            width, height = _scaled_size(frame.width, frame.height, self._short_side)
+            self.info = replace(self.info, width=width, height=height)
+        # Always pass the size: streams may change resolution part-way, batches may not.
+        return frame.to_ndarray(format="rgb24", width=width, height=height)
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        wanted = _as_indices(indices)
+        if self._container is None:
+            raise ValueError(f"{self.path}: video is closed")
+        if wanted.size == 0:
+            return _empty(self.info)
+        wanted = np.minimum(wanted, self.info.num_frames - 1)
+        got: dict[int, np.ndarray] = {}
+        for target in np.unique(wanted).tolist():
+            if target in got:
+                continue
+            item = self._find(target)
+            if item is None:
+                break
+            index, frame = item
+            array = self._to_array(frame)
+            # With variable frame rate one decoded frame can stand for several indices.
+            for other in wanted[(wanted >= target) & (wanted <= index)].tolist():
+                got[other] = array
+        missing = [i for i in wanted.tolist() if i not in got]
+        if missing:
+            self._fill_past_end(missing, got)
+        return np.stack([got[i] for i in wanted.tolist()])
+
+    def _fill_past_end(self, missing: list[int], got: dict[int, np.ndarray]) -> None:
+        """The stream ended (or broke) before these indices: clamp them to its last frame."""
+        if self._last is None:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        end, frame = self._last
+        log.info("%s: header says %d frames, only %d decode", self.path, self.info.num_frames,
+                 end + 1)
+        # Later calls clamp to the real end up front, so they never decode past it again.
+        if end + 1 < self.info.num_frames:
+            num = end + 1
+            self.info = replace(self.info, num_frames=num, duration_s=num / self.info.fps)
+        last = self._to_array(frame)
+        for i in missing:
+            got[i] = last
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+class AutoSource(VideoSource):
+    """decord first; PyAV when decord cannot open the file, cannot seek in it, or fails on
+    the frames asked for. ``backend`` says which one is serving."""
+
+    def __init__(self, path: str | os.PathLike[str], *, short_side: int | None = None) -> None:
+        self.path = Path(path)
+        _check_path(self.path)
+        self._short_side = short_side
+        self._inner: VideoSource
+        try:
+            decord_source = DecordSource(self.path, short_side=short_side)
+        except (VideoDecodeError, ImportError) as exc:
+            self._inner = self._pyav(exc)
+        else:
+            self._inner = decord_source
+            if decord_source.reads_in_order:
+                self._prefer_pyav(decord_source)
+        self.backend = self._inner.backend
+        self.info = self._inner.info
+
+    def _prefer_pyav(self, decord_source: DecordSource) -> None:
+        """PyAV can seek where decord cannot; keep decord (reading in order) if PyAV fails."""
+        try:
+            self._inner = PyAVSource(self.path, short_side=self._short_side)
+        except VideoDecodeError as exc:
+            log.debug("%s: PyAV failed too (%s); decord reads in order", self.path, exc.reason)
+        else:
+            decord_source.close()
+
+    def _pyav(self, cause: BaseException) -> VideoSource:
+        decord_reason = getattr(cause, "reason", None) or f"decord unavailable ({cause})"
+        log.info("%s: %s; using PyAV", self.path, decord_reason)
+        try:
+            return PyAVSource(self.path, short_side=self._short_side)
+        except VideoDecodeError as exc:
+            raise VideoDecodeError(self.path, f"{exc.reason}; {decord_reason}") from exc
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        try:
+            frames = self._inner.get_frames(indices)
+        except VideoDecodeError as exc:
+            if self._inner.backend != "decord":
+                raise
+            self._inner.close()
+            self._inner = self._pyav(exc)
+            self.backend = self._inner.backend
+            frames = self._inner.get_frames(indices)
+        self.info = self._inner.info
+        return frames
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def open_video(
+    path: str | os.PathLike[str], backend: str = "auto", *, short_side: int | None = None
+) -> VideoSource:
+    """Open a video with "decord", "pyav" or "auto" (decord, falling back to PyAV).
+
+    ``short_side`` decodes straight to a smaller size (shorter side = short_side,
+    aspect kept, never upscaled), which is much cheaper than resizing afterwards.
+    """
+    if backend == "auto":
+        return AutoSource(path, short_side=short_side)
+    if backend == "pyav":
+        return PyAVSource(path, short_side=short_side)
+    if backend == "decord":
+        try:
+            import decord  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "video backend 'decord' is not installed (pip install decord2); use 'pyav'"
+            ) from exc
+        return DecordSource(path, short_side=short_side)
+    raise ConfigError(f"unknown video backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def read_clip(
+    path: str | os.PathLike[str],
+    sampler: FrameSampler,
+    *,
+    backend: str = "auto",
+    rng: np.random.Generator | None = None,
+    short_side: int | None = None,
+) -> tuple[np.ndarray, VideoInfo]:
+    """Open, sample indices from the frame count, decode just those: ((T,H,W,3) uint8, info)."""
+    with open_video(path, backend, short_side=short_side) as source:
+        frames = source.get_frames(sampler(source.info.num_frames, rng=rng))
+        return frames, source.info
