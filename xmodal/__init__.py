@@ -1,7 +1,21 @@
-"""xmodal: classify videos and still images with one fine-tuned 2D CNN."""
+"""xmodal: classify videos and still images with one fine-tuned 2D CNN.
+
+``xmodal.load(MODEL).predict(["clip.mp4", "photo.jpg"])`` is the Python API;
+heavy modules are imported on first use so that ``import xmodal`` stays cheap.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load", "Predictor"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load", "Predictor"):
+        from xmodal.engine import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'xmodal' has no attribute {name!r}")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.utils import write_image, write_video
+from xmodal.cli import main
+from xmodal.engine.check import check_files
+from xmodal.engine.workers import DecodePool
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_lists_bad_files_and_changes_nothing(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_video(tmp_path / "good.mp4", 12)
+    write_image(tmp_path / "ok.png")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.avi").write_text("this is not a video\n" * 20)
+    (tmp_path / "junk.jpg").write_bytes(os.urandom(300))
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    code, out, err = _cli(capsys, "check", str(tmp_path), "--quiet", "--workers", "1")
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(tmp_path / n) for n in
+                                                      ("empty.mp4", "junk.jpg", "text.avi")]
+    assert "checked 5 files: 2 ok, 3 cannot be decoded" in err
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+    assert good.exists()
+
+
+def test_check_all_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_video(tmp_path / "a.mp4", 10, fps=5)
+    code, out, _ = _cli(capsys, "check", str(tmp_path), "--all", "--json", "--quiet")
+    assert code == 0
+    [record] = [json.loads(x) for x in out.splitlines()]
+    assert record["ok"] and record["kind"] == "video" and record["frames"] == 10
+
+
+def _crash(item: str) -> str:
+    if item == "abort":
+        os.abort()  # what decord does on some corrupt files (C++ terminate)
+    if item == "hang":
+        import time
+
+        time.sleep(60)
+    return item.upper()
+
+
+def test_pool_survives_a_crashing_and_a_hanging_worker() -> None:
+    pool = DecodePool(_crash, workers=2, timeout_s=3.0)
+    results = list(pool.imap(["a", "abort", "b", "hang", "c"]))
+    assert [r[0] for r in results] == [0, 1, 2, 3, 4]
+    assert results[0][1:] == ("A", None) and results[2][1:] == ("B", None)
+    assert results[4][1:] == ("C", None)
+    assert results[1][1] is None and "crashed" in results[1][2] and "SIGABRT" in results[1][2]
+    assert results[3][1] is None and "longer than 3s" in results[3][2]
+
+
+def test_check_files_reports_in_order(tmp_path: Path) -> None:
+    files = [write_video(tmp_path / "v.mp4", 6), tmp_path / "missing.mp4"]
+    results = list(check_files(files, workers=0))
+    assert results[0]["ok"] and not results[1]["ok"]
+    assert "missing.mp4" in results[1]["path"]

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.utils import write_video
+from xmodal.cli import main
+from xmodal.engine.label import find_files, label_files
+from xmodal.engine.predict import Predictor, load_model
+from xmodal.errors import DatasetError, InputError
+
+
+def _cli(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_find_files_is_deterministic_and_ignores_non_media(media_folder: Path) -> None:
+    files = find_files([media_folder])
+    assert files == sorted(files)
+    assert len(files) == 9
+    assert not any(f.suffix == ".txt" for f in files)
+    assert find_files([media_folder], ("*.jpg",)) == sorted(media_folder.rglob("*.jpg"))
+
+
+def test_find_files_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        find_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no files"):
+        find_files([tmp_path / "empty"])
+
+
+def test_symlink_loop_is_not_followed_forever(tmp_path: Path) -> None:
+    write_video(tmp_path / "d" / "a.mp4", 4)
+    os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
+    assert [f.name for f in find_files([tmp_path / "d"])] == ["a.mp4"]
+
+
+def test_label_good_and_bad_files(three_class_checkpoint: Path, media_folder: Path,
+                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in find_files([media_folder])[:3]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "zz_broken.mp4").write_bytes(b"\x00\x01garbage" * 50)
+    out = tmp_path / "preds.jsonl"
+    code = _cli("label", str(folder), "--model", str(three_class_checkpoint), "--out", str(out),
+                "--quiet", "--workers", "1")
+    assert code == 1  # one file failed
+    records = _lines(out)
+    assert [Path(r["path"]).name for r in records] == sorted(p.name for p in folder.iterdir())
+    bad = records[-1]
+    assert set(bad) == {"path", "error"} and "zz_broken.mp4" in bad["path"]
+    good = records[0]
+    assert {"path", "label", "score", "top", "frames", "duration_s", "model"} <= set(good)
+    assert good["label"] in ("alpha", "beta", "gamma")
+    err = capsys.readouterr().err
+    assert "labelled 3, skipped 0" in err and "failed 1" in err
+
+
+def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint: Path,
+                                                          media_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0, batch_size=4)
+    files = find_files([media_folder])
+    first = label_files(predictor, files[:4], out)
+    assert (first.done, first.skipped) == (4, 0)
+    second = label_files(predictor, files, out)
+    assert (second.done, second.skipped) == (5, 4)
+    text = out.read_text()
+    assert text.count("\n") == 1 + 9  # header + one row per file, nothing duplicated
+    third = label_files(predictor, files, out, overwrite=True)
+    assert (third.done, third.skipped) == (9, 0)
+    assert out.read_text() == text
+
+
+def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Path,
+                                  tmp_path: Path) -> None:
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0, batch_size=4)
+    files = find_files([media_folder])
+    full = tmp_path / "full.jsonl"
+    label_files(predictor, files, full)
+    partial = tmp_path / "partial.jsonl"
+    lines = full.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:3]) + lines[3][:20])  # crash in the middle of a record
+    label_files(predictor, files, partial)
+    assert partial.read_text() == full.read_text()
+
+
+def _label_cmd(model: Path, folder: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "xmodal", "label", str(folder), "--model", str(model),
+            "--out", str(out), "--quiet", "--workers", "1", "--batch-size", "4"]
+
+
+def test_kill_9_then_resume_equals_uninterrupted_run(three_class_checkpoint: Path,
+                                                     tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    for i in range(24):
+        write_video(folder / f"c{i:02d}.mp4", 8, size=(64, 48), fps=8)
+    reference = tmp_path / "reference.jsonl"
+    subprocess.run(_label_cmd(three_class_checkpoint, folder, reference), check=True)
+
+    out = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen(_label_cmd(three_class_checkpoint, folder, out))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 6:
+            break
+        time.sleep(0.05)
+    was_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if was_running:  # the interesting case: some but not all records written
+        assert 0 < out.read_text().count("\n") < 24
+    subprocess.run(_label_cmd(three_class_checkpoint, folder, out), check=True)
+    assert out.read_text() == reference.read_text()
+
+
+def test_windows_cover_the_whole_video(three_class_checkpoint: Path, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "long.mp4", 100, size=(64, 48), fps=10)  # 10 s
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0, window_s=3.0, stride_s=2.0)
+    [record] = predictor.predict([str(clip)])
+    clips = record["clips"]
+    starts = [c["start_s"] for c in clips]
+    assert starts[0] == 0.0
+    assert all(b - a == pytest.approx(2.0) for a, b in zip(starts[:-1], starts[1:], strict=True)
+               if b + 3.0 <= 10.0 + 1e-6)
+    assert clips[-1]["end_s"] == pytest.approx(10.0, abs=0.11)
+    assert all(c["end_s"] - c["start_s"] <= 3.0 + 1e-6 for c in clips)
+    assert all(c["label"] in ("alpha", "beta", "gamma") for c in clips)
+    assert record["label"] in ("alpha", "beta", "gamma")  # whole-video label beside the windows

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from xmodal.checkpoint import load_checkpoint
+
+from xmodal.config import load_config
+from xmodal.engine.predict import load, load_model
+from xmodal.engine.train import fit, resume_config
+from xmodal.errors import DatasetError
+
+
+def _cfg(data: Path, out: Path, **kw):
+    base = dict(data=str(data), modality="mixed", frames=2, epochs=1, batch_size=4, workers=0,
+                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0)
+    base.update(kw)
+    return load_config(None, **base)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    fit(_cfg(tiny_dataset, out, epochs=2))
+    return out
+
+
+def test_run_dir_contents(trained_run: Path) -> None:
+    for name in ("model.safetensors", "model.json", "config.yaml", "metrics.jsonl",
+                 "last/model.safetensors", "last/trainer.pt", "last/state.json"):
+        assert (trained_run / name).is_file(), name
+    records = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all("val_acc" in r for r in records)
+    _, meta = load_checkpoint(trained_run)
+    assert meta["classes"] == sorted(meta["classes"]) and len(meta["classes"]) == 3
+    assert meta["frames"] == 2 and meta["backbone"] == "efficientnet_lite0"
+    assert meta["preprocessing"]["input_size"] == 224
+
+
+def test_train_predict_round_trip(trained_run: Path, tiny_dataset: Path) -> None:
+    files = sorted(p for p in tiny_dataset.rglob("*") if p.is_file())
+    predictor = load(str(trained_run))
+    records = predictor.predict([str(f) for f in files])
+    assert [r["path"] for r in records] == [str(f) for f in files]
+    assert all("error" not in r for r in records)
+    classes = load_model(trained_run).classes
+    for r in records:
+        assert r["label"] in classes
+        assert abs(sum(t["score"] for t in r["top"]) - 1.0) < 1e-3  # 3 classes, top-5 -> all
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"image", "video"}
+    # Pretrained features separate the generated classes after two short epochs.
+    correct = sum(r["label"] == Path(r["path"]).parent.name for r in records)
+    assert correct / len(records) >= 0.7
+
+
+def test_resume_continues_from_last_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, epochs=1))
+    cfg = resume_config(out, epochs=2)
+    result = fit(cfg, resume=True)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["epoch"] == 2
+
+
+def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
+    a = fit(_cfg(tiny_dataset, tmp_path / "a", val_split=0.0))
+    b = fit(_cfg(tiny_dataset, tmp_path / "b", val_split=0.0))
+    wa, _ = load_checkpoint(a.run_dir)
+    wb, _ = load_checkpoint(b.run_dir)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_all_files_bad_stops_with_clear_error(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "data" / cls / f"bad{i}.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DatasetError, match="no training file could be decoded"):
+        fit(_cfg(tmp_path / "data", tmp_path / "run", modality="video", val_split=0.0))
+
+
+def test_bad_files_are_skipped_and_counted(tiny_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    cls = sorted(p for p in data.iterdir())[0]
+    (cls / "broken.mp4").write_bytes(b"\x00" * 100)
+    result = fit(_cfg(data, tmp_path / "run", val_split=0.0))
+    assert len(result.skipped_files) == 1
+    assert "broken.mp4" in result.skipped_files[0]

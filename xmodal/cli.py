@@ -1,0 +1,362 @@
+"""The ``xmodal`` command: parse options, call the engine, print.
+
+Every user error is an ``XmodalError``; ``main`` prints it as one line on
+stderr and exits non-zero, without a traceback (set XMODAL_DEBUG=1 for one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xmodal import __version__
+from xmodal.config import AUGMENT_PRESETS, FINETUNE_MODES, MODALITIES, POOLINGS, VIDEO_BACKENDS
+from xmodal.errors import XmodalError
+
+EXIT_FAILED_INPUTS = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="xmodal")
+def cli() -> None:
+    """Classify videos and still images with one fine-tuned CNN."""
+
+
+# --------------------------------------------------------------------------- train
+
+@cli.command()
+@click.option("--data", type=click.Path(), help="Dataset root: one sub-folder per class.")
+@click.option("--csv", "csv_path", type=click.Path(), help="CSV of path,label rows instead of --data.")
+@click.option("--modality", type=click.Choice(MODALITIES), help="Which files to use. [video]")
+@click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
+@click.option("--backbone", help="Encoder name (see `xmodal backbones`). [efficientnet_lite0]")
+@click.option("--weights", help="imagenet | none | PATH to a local state dict. [imagenet]")
+@click.option("--frames", type=int, help="Frames (TSN segments) per video clip. [8]")
+@click.option("--epochs", type=int, help="Training epochs. [5]")
+@click.option("--batch-size", type=int, help="Clips per batch. [8]")
+@click.option("--lr", type=float, help="Head learning rate. [1e-3]")
+@click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [0.1]")
+@click.option("--finetune", type=click.Choice(FINETUNE_MODES), help="Which weights train. [full]")
+@click.option("--pooling", type=click.Choice(POOLINGS), help="Temporal consensus. [mean]")
+@click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [light]")
+@click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
+@click.option("--val-split", type=float, help="Held-out fraction, stratified by file. [0.2]")
+@click.option("--patience", type=int, help="Stop after N epochs without val improvement.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), help="Decoder. [auto]")
+@click.option("--workers", type=int, help="Decode worker processes. [2]")
+@click.option("--seed", type=int, help="Random seed. [0]")
+@click.option("--device", help="auto | cpu | cuda. [auto]")
+@click.option("--out", type=click.Path(), help="Run directory to write.")
+@click.option("--resume", "resume_dir", type=click.Path(), help="Continue the run in RUN_DIR.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path: str | None,
+          **options: Any) -> None:
+    """Fine-tune an ImageNet-pretrained encoder and a new head on your classes.
+
+    \b
+    xmodal train --data samples/train --modality mixed --out runs/demo
+    """
+    from xmodal.config import load_config
+    from xmodal.engine.reporting import TqdmReporter
+    from xmodal.engine.train import fit, resume_config
+
+    if resume_dir is not None:
+        cfg = resume_config(resume_dir, **{k: v for k, v in options.items() if k == "epochs"})
+    else:
+        cfg = load_config(config_path, csv=csv_path, **options)
+    result = fit(cfg, TqdmReporter(quiet=quiet), resume=resume_dir is not None)
+    best = ("n/a (no validation split)" if result.best_accuracy is None
+            else f"{result.best_accuracy:.3f} (epoch {result.best_epoch})")
+    click.echo(f"best validation accuracy: {best}")
+    click.echo(f"saved: {result.run_dir}")
+
+
+# --------------------------------------------------------------------------- predict
+
+@cli.command()
+@click.argument("model")
+@click.argument("paths", nargs=-1)
+@click.option("--model", "fused", multiple=True,
+              help="Fuse several models (repeat); then MODEL is read as a path too.")
+@click.option("--top-k", "top_k", type=int, default=5, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
+              show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
+@click.option("--device", default="auto", show_default=True)
+def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
+            video_backend: str, batch_size: int, workers: int | None, device: str) -> None:
+    """Classify images and videos (files or folders) with MODEL.
+
+    MODEL is a run directory, a checkpoint, or an encoder name such as
+    efficientnet_lite0 (then the 1,000 ImageNet classes are used).
+
+    \b
+    xmodal predict runs/demo samples/demo/clip.mp4 samples/demo/photo.jpg
+    xmodal predict efficientnet_lite0 photo.jpg --format json
+    xmodal predict --model runs/a --model runs/b clip.mp4      # fused
+    """
+    from xmodal.engine.output import csv_header, csv_row, json_line, table_line
+    from xmodal.engine.predict import Predictor
+
+    models = list(fused) if fused else [model]
+    paths = (model, *paths) if fused else paths
+    if not paths:
+        raise click.UsageError("give at least one image, video or folder to predict")
+    predictor = Predictor(_load_models(models), device=device, video_backend=video_backend,
+                          batch_size=batch_size, workers=workers, top_k=top_k)
+    failed = 0
+    if fmt == "csv":
+        _echo_csv(csv_header(predictor.top_k))
+    for record in predictor.iter_predict(list(paths)):
+        if "error" in record:
+            failed += 1
+            click.echo(f"xmodal: {record['path']}: {record['error']}", err=True)
+        if fmt == "json":
+            click.echo(json_line(_public(record)))
+        elif fmt == "csv":
+            _echo_csv(csv_row(record, predictor.top_k))
+        elif "error" not in record:
+            click.echo(table_line(record))
+    if failed:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+def _load_models(refs: list[str]) -> list[Any]:
+    from xmodal.engine.predict import load_model
+
+    return [load_model(ref) for ref in refs]
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("path", "error") if "error" in record else ("path", "label", "score", "top",
+                                                        "kind", "frames", "duration_s")
+    return {k: record[k] for k in keys if k in record}
+
+
+def _echo_csv(row: list[Any]) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(row)
+    click.echo(buffer.getvalue())
+
+
+# --------------------------------------------------------------------------- eval
+
+@cli.command(name="eval")
+@click.argument("model", required=False)
+@click.option("--model", "fused", multiple=True, help="Fuse several models (repeat).")
+@click.option("--data", required=True, type=click.Path(), help="Folder with one sub-folder per class.")
+@click.option("--modality", type=click.Choice(MODALITIES), default="mixed", show_default=True)
+@click.option("--clips", type=int, default=1, show_default=True, help="TSN clips per video.")
+@click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True)
+@click.option("--out", type=click.Path(), help="Folder for report.json and confusion_matrix.png.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
+              show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
+             crops: str, out: str | None, video_backend: str, batch_size: int,
+             workers: int | None, device: str, quiet: bool) -> None:
+    """Accuracy, per-class metrics and a confusion matrix of MODEL on --data.
+
+    \b
+    xmodal eval runs/demo --data samples/train --clips 3 --crops 3 --out runs/demo/eval
+    """
+    from xmodal.engine.evaluate import evaluate_folder, save_report
+    from xmodal.engine.predict import Predictor
+    from xmodal.engine.reporting import TqdmReporter
+
+    refs = [m for m in (model, *fused) if m]
+    if not refs:
+        raise click.UsageError("give a MODEL (or --model, repeated, to fuse several)")
+    if clips < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--clips")
+    predictor = Predictor(_load_models(refs), device=device, video_backend=video_backend,
+                          batch_size=batch_size, workers=workers, clips=clips, crops=int(crops))
+    report = evaluate_folder(predictor, data, modality=modality, reporter=TqdmReporter(quiet=quiet))
+    _print_report(report)
+    if out:
+        json_path, png_path = save_report(report, out)
+        click.echo(f"saved: {json_path}, {png_path}")
+    if report.failed:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+def _print_report(report: Any) -> None:
+    v, c = report.video_level, report.clip_level
+    click.echo(f"files: {report.files} ({len(report.failed)} failed to decode)")
+    click.echo(f"video-level top-1 {v['top1']:.4f}  top-5 {v['top5']:.4f}  (n={v['count']})")
+    click.echo(f"clip-level  top-1 {c['top1']:.4f}  top-5 {c['top5']:.4f}  (n={c['count']} views)")
+    if len(report.by_kind) > 1:
+        for kind, m in report.by_kind.items():
+            click.echo(f"  {kind + 's':7s} top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  (n={m['count']})")
+    width = max(len(name) for name in report.classes)
+    click.echo(f"{'class':{width}s}  precision  recall  accuracy  support")
+    for name, m in report.per_class.items():
+        click.echo(f"{name:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
+                   f"{m['accuracy']:8.3f}  {m['support']:7d}")
+    for failure in report.failed:
+        click.echo(f"xmodal: {failure['path']}: {failure['error']}", err=True)
+
+
+# --------------------------------------------------------------------------- label
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True)
+@click.option("--model", "models", multiple=True, required=True,
+              help="Run dir, checkpoint or encoder name; repeat to fuse models.")
+@click.option("--out", required=True, type=click.Path(), help="PREDICTIONS.jsonl or .csv")
+@click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
+@click.option("--window", type=float, help="Also classify sliding windows of SEC seconds.")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
+@click.option("--top-k", "top_k", type=int, default=5, show_default=True)
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
+              show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=None, help="Decode worker processes. [auto]")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds one file may take to decode before it is recorded as failed.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
+          window: float | None, stride: float | None, overwrite: bool, top_k: int,
+          video_backend: str, batch_size: int, workers: int | None, timeout: float, device: str,
+          quiet: bool) -> None:
+    """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
+
+    \b
+    xmodal label samples/ --model runs/demo --out predictions.jsonl
+    xmodal label videos/ --model runs/demo --window 4 --stride 2 --out timeline.jsonl
+    """
+    from xmodal.engine.label import find_files, label_files
+    from xmodal.engine.predict import Predictor
+    from xmodal.engine.reporting import TqdmReporter
+
+    if window is not None and window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--window")
+    if stride is not None and (window is None or stride <= 0):
+        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
+    files = find_files(folders, tuple(globs))
+    predictor = Predictor(_load_models(list(models)), device=device, video_backend=video_backend,
+                          batch_size=batch_size, workers=2 if workers is None else workers,
+                          top_k=top_k, window_s=window, stride_s=stride, timeout_s=timeout)
+    summary = label_files(predictor, files, Path(out), overwrite=overwrite,
+                          reporter=TqdmReporter(quiet=quiet))
+    click.echo(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
+               f"failed {summary.failed}; wrote {out}", err=quiet)
+    if summary.failed:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- check
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True)
+@click.option("--frames", type=int, default=8, show_default=True, help="Frames to decode per video.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
+              show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds a file may take before it is reported as hanging.")
+@click.option("--all", "show_all", is_flag=True, help="Also list the files that are fine.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: int, timeout: float,
+          show_all: bool, as_json: bool, quiet: bool) -> None:
+    """List the files under FOLDERS that cannot be decoded, and why. Changes nothing.
+
+    \b
+    xmodal check samples/
+    """
+    from xmodal.engine.check import check_files
+    from xmodal.engine.label import find_files
+    from xmodal.engine.reporting import TqdmReporter
+
+    files = find_files(folders)
+    bad = 0
+    for result in check_files(files, frames=frames, backend=video_backend, workers=workers,
+                              timeout_s=timeout, reporter=TqdmReporter(quiet=quiet)):
+        bad += not result["ok"]
+        if as_json and (show_all or not result["ok"]):
+            click.echo(json.dumps(result, ensure_ascii=False))
+        elif not result["ok"]:
+            click.echo(f"{result['path']}: {result['error']}")
+        elif show_all:
+            click.echo(f"{result['path']}: ok")
+    click.echo(f"checked {len(files)} files: {len(files) - bad} ok, {bad} cannot be decoded",
+               err=True)
+    if bad:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- info
+
+@cli.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+def info(model: str, as_json: bool) -> None:
+    """Show a checkpoint's classes, backbone, frames and training config.
+
+    \b
+    xmodal info runs/demo
+    """
+    from xmodal.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(model)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2))
+        return
+    pre = meta.get("preprocessing", {})
+    click.echo(f"checkpoint: {model}")
+    click.echo(f"backbone:   {meta.get('backbone')}")
+    click.echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
+    click.echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
+    click.echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, "
+               f"std {pre.get('std')}")
+    if "epoch" in meta:
+        click.echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
+    config = meta.get("config")
+    if config:
+        click.echo("config:")
+        for key, value in config.items():
+            if value not in (None, {}):
+                click.echo(f"  {key}: {value}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
+    try:
+        cli.main(args=argv, prog_name="xmodal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("xmodal: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except XmodalError as exc:
+        if os.environ.get("XMODAL_DEBUG"):
+            raise
+        click.echo(f"xmodal: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("xmodal: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Typed run configuration: YAML in ``configs/`` overridden by CLI flags.
+
+One flat dataclass per concern keeps the resolved config readable when it is
+saved beside the checkpoint, and avoids MMAction2-style deep inheritance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from xmodal.errors import ConfigError
+
+MODALITIES = ("image", "video", "mixed")
+POOLINGS = ("mean", "max")
+FINETUNE_MODES = ("full", "linear", "gradual")
+OPTIMIZERS = ("adamw", "sgd")
+AUGMENT_PRESETS = ("none", "light", "strong")
+VIDEO_BACKENDS = ("auto", "decord", "pyav")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run; saved as ``config.yaml`` in the run dir."""
+
+    # data
+    data: str | None = None
+    csv: str | None = None
+    modality: str = "video"
+    val: str | None = None
+    val_split: float = 0.2
+    frames: int = 8
+    video_backend: str = "auto"
+    workers: int = 2
+    # model
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    pooling: str = "mean"
+    dropout: float = 0.2
+    # optimisation
+    finetune: str = "full"
+    unfreeze_every: int = 1
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 1.0
+    accumulate: int = 1
+    augment: str = "light"
+    image_ratio: float | None = None
+    patience: int | None = None
+    precision: str = "auto"
+    # run
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> TrainConfig:
+        """Reject impossible values early, with the option's name in the message."""
+        _choice("modality", self.modality, MODALITIES)
+        _choice("pooling", self.pooling, POOLINGS)
+        _choice("finetune", self.finetune, FINETUNE_MODES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("augment", self.augment, AUGMENT_PRESETS)
+        _choice("video_backend", self.video_backend, VIDEO_BACKENDS)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, ("auto", "fp32", "bf16"))
+        _positive("frames", self.frames)
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("accumulate", self.accumulate)
+        _positive("unfreeze_every", self.unfreeze_every)
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.image_ratio is not None and not 0.0 < self.image_ratio < 1.0:
+            raise ConfigError(f"image_ratio must be in (0, 1), got {self.image_ratio}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a YAML config (if given), apply non-None overrides, validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_yaml(path))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{source}unknown config key(s): {', '.join(unknown)}")
+    try:
+        return TrainConfig(**values).validate()
+    except TypeError as exc:  # wrong value types from YAML
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Load a YAML mapping, turning parse errors into one-line ConfigErrors."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def dump_yaml(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)

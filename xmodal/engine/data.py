@@ -1,0 +1,108 @@
+"""Turning a TrainConfig's data options into DataLoaders.
+
+Bad files are skipped here, not in the dataset: the dataset raises a named
+error, this wrapper turns it into a skip that the training loop can count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xmodal.config import TrainConfig
+from xmodal.errors import DatasetError, InputError
+
+
+@dataclass
+class Split:
+    train: list[Any]
+    val: list[Any]
+    classes: list[str]
+
+
+def load_split(cfg: TrainConfig) -> Split:
+    """Find the training files and hold out validation files (by file, stratified)."""
+    from xmodal.data.datasets import read_csv, scan_folder, stratified_split
+
+    if cfg.csv is not None:
+        samples, classes = read_csv(cfg.csv, cfg.modality)
+    elif cfg.data is not None:
+        samples, classes = scan_folder(cfg.data, cfg.modality)
+    else:
+        raise DatasetError(None, "no training data: pass --data DIR or --csv FILE")
+    if cfg.val is not None:
+        val, val_classes = scan_folder(cfg.val, cfg.modality)
+        if val_classes != classes:
+            missing = sorted(set(val_classes) - set(classes))
+            raise DatasetError(cfg.val, f"validation classes differ from training classes "
+                                        f"(not in training: {', '.join(missing) or 'none'})")
+        return Split(samples, val, classes)
+    if cfg.val_split <= 0:
+        return Split(samples, [], classes)
+    train, val = stratified_split(samples, cfg.val_split, seed=cfg.seed)
+    return Split(train, val, classes)
+
+
+class SkipBadFiles(Dataset):
+    """Returns ``(None, path, reason)`` instead of raising for a file that cannot be decoded."""
+
+    def __init__(self, dataset: Dataset, samples: Sequence[Any]) -> None:
+        self.dataset = dataset
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, str | None]:
+        try:
+            return self.dataset[index] + (None,)
+        except InputError as exc:
+            return None, str(self.samples[index].path), exc.reason
+
+
+def collate_skipping(batch: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, list[str]]:
+    """Stack the good clips; hand the failures back as ``"path: reason"`` strings."""
+    good = [(clip, label) for clip, label, err in batch if err is None]
+    bad = [f"{path}: {err}" for clip, path, err in batch if err is not None]
+    if not good:
+        return None, None, bad
+    clips = torch.stack([c for c, _ in good])
+    labels = torch.as_tensor([lbl for _, lbl in good], dtype=torch.long)
+    return clips, labels, bad
+
+
+def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size: int,
+                resize_size: int, generator: torch.Generator | None = None) -> DataLoader:
+    """One DataLoader whose batches hold only stills or only clips (constant T)."""
+    from xmodal.data.datasets import ClipDataset, KindBatchSampler
+    from xmodal.data.transforms import eval_transform, train_transform
+
+    transform = (train_transform(input_size, preset=cfg.augment) if train
+                 else eval_transform(input_size, resize_size))
+    dataset = ClipDataset(samples, cfg.frames, transform, train=train, backend=cfg.video_backend)
+    sampler = KindBatchSampler([s.kind for s in samples], cfg.batch_size, shuffle=train,
+                               generator=generator,
+                               image_ratio=cfg.image_ratio if train else None)
+    return DataLoader(
+        SkipBadFiles(dataset, samples),
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate_skipping,
+        persistent_workers=cfg.workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_limit_worker_threads,
+    )
+
+
+def _limit_worker_threads(worker_id: int) -> None:
+    # Decode workers each get a share of the cores; torch inside a worker needs one.
+    torch.set_num_threads(1)
+
+
+def describe(samples: Sequence[Any]) -> str:
+    kinds = [s.kind for s in samples]
+    return f"{kinds.count('video')} videos, {kinds.count('image')} images"

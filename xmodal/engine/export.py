@@ -1,0 +1,87 @@
+"""Clip-level prediction tables from a labelling output.
+
+``xmodal label --window W --stride S`` writes one record per file with its
+windows under ``clips``; these functions flatten that into the CSV tables
+users load into spreadsheets and timeline tools.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from xmodal.engine.output import safe_cell
+from xmodal.errors import InputError
+
+CLIP_COLUMNS = ["path", "start_s", "end_s", "label", "score"]
+SUMMARY_COLUMNS = ["path", "label", "score", "kind", "duration_s", "num_clips", "majority_clip_label",
+                   "error"]
+
+
+def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Records of a labelling JSONL (a torn last line from a crash is ignored)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
+        raise InputError(path, "expected the .jsonl output of `xmodal label`")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines) and not line.endswith("\n"):
+                return  # interrupted mid-write: the labeller will redo this file
+            raise InputError(path, f"line {number} is not valid JSON") from None
+        if not isinstance(record, dict) or "path" not in record:
+            raise InputError(path, f"line {number} is not a labelling record")
+        yield record
+
+
+def clip_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    """One row per window; a file labelled without windows is one clip spanning it."""
+    for r in records:
+        if "error" in r:
+            continue
+        clips = r.get("clips") or [{"start_s": 0.0 if r.get("duration_s") is not None else "",
+                                    "end_s": r.get("duration_s") if r.get("duration_s") is not None
+                                    else "", "label": r["label"], "score": r["score"]}]
+        for c in clips:
+            yield [safe_cell(r["path"]), c["start_s"], c["end_s"], safe_cell(c["label"]),
+                   f"{c['score']:.6f}"]
+
+
+def summary_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    for r in records:
+        if "error" in r:
+            yield [safe_cell(r["path"]), "", "", "", "", 0, "", safe_cell(r["error"])]
+            continue
+        clips = r.get("clips") or []
+        majority = collections.Counter(c["label"] for c in clips).most_common(1)
+        yield [safe_cell(r["path"]), safe_cell(r["label"]), f"{r['score']:.6f}", r.get("kind", ""),
+               "" if r.get("duration_s") is None else r["duration_s"], len(clips),
+               safe_cell(majority[0][0]) if majority else "", ""]
+
+
+def write_table(path: str | Path, header: list[str], rows: Iterable[list[Any]]) -> int:
+    """Write a CSV atomically; returns the number of data rows."""
+    import io
+
+    from xmodal.checkpoint import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    atomic_write_text(Path(path), buffer.getvalue())
+    return count

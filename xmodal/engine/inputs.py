@@ -1,0 +1,179 @@
+"""From a file (or an array) to the views a model scores.
+
+A *view* is one (T, 3, S, S) uint8 clip. A file gives ``clips x crops`` views
+whose probabilities are averaged into the file-level prediction (multi-clip,
+multi-crop testing as in TSN), followed by one view per sliding window when
+windows are asked for. All of a file's frames are decoded in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xmodal.errors import InputError, VideoDecodeError
+
+
+def media_kind(path: Path) -> str | None:
+    """``"video"``, ``"image"`` or None, by extension."""
+    from xmodal.data.image import IMAGE_EXTENSIONS
+    from xmodal.data.video import VIDEO_EXTENSIONS
+
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    return None
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, ...] = ()) -> list[Path]:
+    """Files as given; folders recursed in sorted order, each real folder visited once.
+
+    ``globs`` (e.g. ``("*.mp4",)``) replaces the extension test for files found
+    in folders; files named explicitly are always kept and reported if bad.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(_walk(path, globs))
+        else:
+            out.append(path)
+    return out
+
+
+def _walk(root: Path, globs: tuple[str, ...]) -> list[Path]:
+    import fnmatch
+
+    found: list[Path] = []
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # a symlink loop, or a second link to a visited folder
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            file = Path(dirpath) / name
+            wanted = (any(fnmatch.fnmatch(name, g) for g in globs) if globs
+                      else media_kind(file) is not None)
+            if wanted:
+                found.append(file)
+    return found
+
+
+def multi_clip_indices(num_frames: int, num_segments: int, clip: int, num_clips: int) -> np.ndarray:
+    """Clip ``clip`` of ``num_clips`` evenly offset TSN samplings (clip 0 of 1 = segment centres)."""
+    offset = (clip + 0.5) / num_clips
+    seg = num_frames / num_segments
+    idx = np.floor(np.arange(num_segments) * seg + offset * seg).astype(np.int64)
+    return np.clip(idx, 0, num_frames - 1)
+
+
+@dataclass
+class ClipReader:
+    """Decodes one input into its views; picklable so worker processes can run it."""
+
+    frames: int
+    input_size: int
+    resize_size: int
+    backend: str = "auto"
+    clips: int = 1
+    crops: int = 1
+    window_s: float | None = None
+    stride_s: float | None = None
+    _resize: Any = field(default=None, repr=False)
+
+    def __call__(self, item: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        if isinstance(item, (str, os.PathLike)):
+            groups, info = self._decode_file(Path(item))
+        else:
+            groups, info = [_array_input(item)], {"kind": "array", "frames": None,
+                                                  "duration_s": None}
+        averaged = [v for g in groups[:self._n_average(info)] for v in self._views(g)]
+        windows = [self._views(g)[0] for g in groups[self._n_average(info):]]
+        info["n_avg"] = len(averaged)
+        return torch.stack(averaged + windows), info
+
+    def _n_average(self, info: dict[str, Any]) -> int:
+        return self.clips if info["kind"] == "video" else 1
+
+    def _views(self, frames: np.ndarray) -> list[torch.Tensor]:
+        """Resize the shorter side, then 1 centre crop or 3 crops along the longer side."""
+        from torchvision.transforms.v2 import functional as F
+
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        clip = F.resize(clip, self.resize_size if self.crops == 1 else self.input_size,
+                        antialias=True)
+        if self.crops == 1:
+            return [F.center_crop(clip, [self.input_size, self.input_size])]
+        h, w = clip.shape[-2:]
+        s = self.input_size
+        if w >= h:
+            boxes = [(0, (h - s) // 2), ((w - s) // 2, (h - s) // 2), (w - s, (h - s) // 2)]
+        else:
+            boxes = [((w - s) // 2, 0), ((w - s) // 2, (h - s) // 2), ((w - s) // 2, h - s)]
+        return [F.crop(clip, top, left, s, s) for left, top in boxes]
+
+    def _decode_file(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+        from xmodal.data.image import load_image
+
+        kind = media_kind(path)
+        if not path.exists():
+            raise InputError(path, "no such file or directory")
+        if path.is_dir():
+            raise InputError(path, "is a directory, not a media file")
+        if kind is None:
+            raise InputError(path, f"unsupported file type {path.suffix or '(no extension)'!r}")
+        if kind == "image":
+            return [load_image(path)[None]], {"kind": "image", "frames": 1, "duration_s": None}
+        return self._decode_video(path)
+
+    def _decode_video(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+        from xmodal.data.sampling import window_bounds
+        from xmodal.data.video import open_video
+
+        with open_video(path, self.backend) as source:
+            meta = source.info
+            n = meta.num_frames
+            if n < 1:
+                raise VideoDecodeError(path, "the video has no frames")
+            wanted = [multi_clip_indices(n, self.frames, k, self.clips) for k in range(self.clips)]
+            windows: list[tuple[int, int]] = []
+            if self.window_s:
+                windows = window_bounds(n, meta.fps, self.window_s, self.stride_s or self.window_s)
+                wanted += [a + multi_clip_indices(b - a, self.frames, 0, 1) for a, b in windows]
+            unique = np.unique(np.concatenate(wanted))
+            decoded = source.get_frames(unique.tolist())
+        lookup = {int(i): k for k, i in enumerate(unique)}
+        groups = [decoded[[lookup[int(i)] for i in idx]] for idx in wanted]
+        fps = meta.fps or 1.0
+        info: dict[str, Any] = {"kind": "video", "frames": n, "duration_s": round(meta.duration_s, 3)}
+        if windows:
+            info["windows"] = [(round(a / fps, 3), round(min(b / fps, meta.duration_s), 3))
+                               for a, b in windows]
+        return groups, info
+
+
+def _array_input(item: Any) -> np.ndarray:
+    """PIL images and uint8 RGB arrays (H, W, 3) or (T, H, W, 3) become (T, H, W, 3)."""
+    if hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image
+        item = np.asarray(item.convert("RGB"))
+    array = np.asarray(item)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise InputError("<array>", f"expected (H, W, 3) or (T, H, W, 3) RGB, got {array.shape}")
+    if array.dtype != np.uint8:
+        raise InputError("<array>", f"expected uint8 pixels, got {array.dtype}")
+    return array

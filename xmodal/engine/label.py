@@ -1,0 +1,170 @@
+"""Batch labelling of folders into a resumable JSONL or CSV file.
+
+Each file's record is written with one ``write`` call and flushed, so a crash
+(even ``kill -9``) loses at most the record in flight. Re-running the same
+command reads the output, drops a torn last line, skips the files already
+there and appends the rest in the same order: the final file equals an
+uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xmodal.engine.inputs import expand_paths
+from xmodal.engine.output import safe_cell
+from xmodal.engine.predict import Predictor
+from xmodal.engine.reporting import Reporter
+from xmodal.errors import ConfigError, DatasetError, InputError
+
+CSV_COLUMNS = ["path", "label", "score", "top", "kind", "frames", "duration_s", "start_s", "end_s",
+               "model", "error"]
+
+
+@dataclass
+class LabelSummary:
+    out: Path
+    done: int
+    skipped: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.done + self.skipped + self.failed
+
+
+def output_format(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ConfigError(f"{out}: output must end in .jsonl or .csv")
+
+
+def find_files(folders: Sequence[str | os.PathLike[str]], globs: tuple[str, ...] = ()) -> list[Path]:
+    """Every media file under ``folders`` in a deterministic order; a missing folder is an error."""
+    for folder in folders:
+        if not Path(folder).exists():
+            raise InputError(folder, "no such file or directory")
+    files = expand_paths(folders, globs=globs)
+    if not files:
+        what = f"matching {', '.join(globs)}" if globs else "with a video or image extension"
+        raise DatasetError(", ".join(str(f) for f in folders), f"no files {what}")
+    return files
+
+
+class RecordWriter:
+    """Appends one file's record(s) per call in a single write, then flushes."""
+
+    def __init__(self, out: Path, *, overwrite: bool = False) -> None:
+        self.out = out
+        self.format = output_format(out)
+        self.done: set[str] = set()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite or not out.exists():
+            out.write_bytes(b"")
+        else:
+            self.done = self._recover()
+        self._fd = os.open(out, os.O_WRONLY | os.O_APPEND)
+        if self.format == "csv" and out.stat().st_size == 0:
+            self._write(_csv_text([CSV_COLUMNS]))
+
+    def _recover(self) -> set[str]:
+        """Paths already recorded; a torn last line (a crash mid-write) is cut off."""
+        data = self.out.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.out, "r+b") as fh:
+                fh.truncate(end)
+            data = data[:end]
+        text = data.decode("utf-8", errors="replace")
+        if self.format == "jsonl":
+            done = set()
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    done.add(json.loads(line)["path"])
+                except (ValueError, KeyError, TypeError):
+                    raise InputError(self.out, f"line {number} is not a labelling record; "
+                                     "use --overwrite to start over") from None
+            return done
+        rows = list(csv.reader(io.StringIO(text)))
+        if rows and rows[0] != CSV_COLUMNS:
+            raise InputError(self.out, "not an xmodal labelling CSV; use --overwrite to start over")
+        return {_unescape(row[0]) for row in rows[1:] if row}
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.format == "jsonl":
+            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self._write(_csv_text(_csv_rows(record)))
+
+    def _write(self, text: str) -> None:
+        os.write(self._fd, text.encode("utf-8"))
+
+    def close(self) -> None:
+        os.fsync(self._fd)
+        os.close(self._fd)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unescape(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def _csv_text(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _csv_rows(record: dict[str, Any]) -> list[list[Any]]:
+    """One row for the file, then one per window (with start_s / end_s)."""
+
+    def row(r: dict[str, Any], start: Any = "", end: Any = "") -> list[Any]:
+        top = ";".join(f"{t['label']}:{t['score']:.6f}" for t in r.get("top", []))
+        values = [record["path"], r.get("label", ""), r.get("score", ""), top,
+                  record.get("kind", ""), record.get("frames", ""), record.get("duration_s", ""),
+                  start, end, record.get("model", ""), record.get("error", "")]
+        return [safe_cell("" if v is None else v) for v in values]
+
+    return [row(record)] + [row(c, c["start_s"], c["end_s"]) for c in record.get("clips", [])]
+
+
+def label_files(predictor: Predictor, files: Sequence[Path], out: Path, *, overwrite: bool = False,
+                reporter: Reporter | None = None) -> LabelSummary:
+    """Label ``files`` into ``out``, skipping those already recorded there."""
+    reporter = reporter or Reporter()
+    with RecordWriter(out, overwrite=overwrite) as writer:
+        todo = [f for f in files if str(f) not in writer.done]
+        skipped = len(files) - len(todo)
+        if skipped:
+            reporter.info(f"resuming: {skipped} of {len(files)} files already in {out}")
+        done = failed = 0
+        for record in _records(predictor, todo, reporter):
+            writer.write(record)
+            if "error" in record:
+                failed += 1
+                reporter.warning(f"{record['path']}: {record['error']}")
+            else:
+                done += 1
+    return LabelSummary(out, done, skipped, failed)
+
+
+def _records(predictor: Predictor, files: Sequence[Path],
+             reporter: Reporter) -> Iterator[dict[str, Any]]:
+    yield from predictor.iter_items([str(f) for f in files], reporter)

@@ -1,0 +1,101 @@
+"""Optimiser, schedule and freezing policies for fine-tuning a pretrained encoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from xmodal.config import TrainConfig
+
+NUM_STAGES = 4
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Head and encoder groups (discriminative LR), each split so norms and biases get no decay."""
+    groups: list[dict] = []
+    for part, lr in (("head", cfg.lr), ("encoder", cfg.lr * cfg.backbone_lr_mult)):
+        module = getattr(model, part)
+        decay, no_decay = [], []
+        for name, param in module.named_parameters():
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        groups.append({"params": decay, "lr": lr, "weight_decay": cfg.weight_decay,
+                       "name": f"{part}"})
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0,
+                       "name": f"{part}_no_decay"})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> callable:
+    """LR factor: linear warmup from ~0 to 1, then cosine decay to 0 over the rest."""
+    total_steps = max(1, total_steps)
+    warmup_steps = min(max(0, warmup_steps), total_steps - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
+
+
+def encoder_stages(encoder: nn.Module, num_stages: int = NUM_STAGES) -> list[list[nn.Parameter]]:
+    """Split the encoder's parameters, input to output, into stages of similar size.
+
+    Registration order follows depth in every torchvision/timm CNN, so equal
+    chunks by parameter count give a family-independent notion of 'stage'.
+    """
+    params = list(encoder.parameters())
+    total = sum(p.numel() for p in params)
+    stages: list[list[nn.Parameter]] = [[] for _ in range(num_stages)]
+    seen = 0
+    for p in params:
+        index = min(num_stages - 1, int(num_stages * seen / max(1, total)))
+        stages[index].append(p)
+        seen += p.numel()
+    return [s for s in stages if s]
+
+
+def trainable_stages(cfg: TrainConfig, epoch: int) -> int | None:
+    """How many of the deepest encoder stages train in ``epoch`` (None = all)."""
+    if cfg.finetune == "full":
+        return None
+    if cfg.finetune == "linear":
+        return 0
+    return min(NUM_STAGES, epoch // cfg.unfreeze_every)
+
+
+def apply_freezing(model: nn.Module, cfg: TrainConfig, epoch: int) -> None:
+    """Set requires_grad per stage; frozen BatchNorm layers keep their running statistics."""
+    count = trainable_stages(cfg, epoch)
+    stages = encoder_stages(model.encoder)
+    for i, stage in enumerate(stages):
+        trainable = count is None or i >= len(stages) - count
+        for p in stage:
+            p.requires_grad_(trainable)
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """Train mode, except normalisation layers whose parameters are frozen (linear probe)."""
+    model.train()
+    for module in model.encoder.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()

@@ -1,0 +1,259 @@
+"""Inference: load a model by checkpoint or encoder name, classify files and arrays.
+
+Decoding runs in isolated worker processes (one decoder per worker, made inside
+it; see ``workers.py``); the main process batches views of equal shape for the
+encoder, so stills and clips of any mix go through the same model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xmodal.engine.inputs import ClipReader, expand_paths
+from xmodal.engine.reporting import Reporter
+from xmodal.engine.runtime import autocast, prepare_model, resolve_device, use_bf16
+from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
+from xmodal.errors import CheckpointError, ModelError, XmodalError
+
+DEFAULT_FRAMES = 8
+
+
+@dataclass
+class LoadedModel:
+    """A classifier with everything needed to preprocess for it and name its outputs."""
+
+    model: torch.nn.Module
+    classes: list[str]
+    meta: dict[str, Any]
+    name: str
+
+    @property
+    def frames(self) -> int:
+        return int(self.meta.get("frames", DEFAULT_FRAMES))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["preprocessing"]["input_size"])
+
+    @property
+    def resize_size(self) -> int:
+        return int(self.meta["preprocessing"]["resize_size"])
+
+
+def load_model(ref: str | os.PathLike[str]) -> LoadedModel:
+    """``ref`` is a run dir, a checkpoint file, or an encoder name (ImageNet classes)."""
+    path = Path(ref)
+    if path.exists():
+        return _load_checkpoint_model(path)
+    from xmodal.models import imagenet_classifier, list_encoders
+
+    name = str(ref)
+    if name in list_encoders() or name.startswith("timm:"):
+        model, categories = imagenet_classifier(name)
+        pcfg = model.encoder.pretrained_cfg
+        meta = {"classes": categories, "backbone": name, "frames": DEFAULT_FRAMES,
+                "pooling": "mean",
+                "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
+                                  "mean": list(pcfg.mean), "std": list(pcfg.std)}}
+        return LoadedModel(model.eval(), categories, meta, name)
+    import difflib
+
+    close = difflib.get_close_matches(name, list_encoders(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `xmodal backbones`"
+    raise ModelError(f"{name}: no such checkpoint or run directory, and not a known encoder{hint}")
+
+
+def _load_checkpoint_model(path: Path) -> LoadedModel:
+    from xmodal.checkpoint import load_checkpoint
+    from xmodal.models import classifier_from_meta
+
+    weights, meta = load_checkpoint(path)
+    model = classifier_from_meta(meta)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(path, f"weights do not fit the recorded backbone ({first})") from None
+    return LoadedModel(model.eval(), list(meta["classes"]), meta, str(path))
+
+
+def check_same_classes(models: Sequence[LoadedModel]) -> None:
+    """Fusion averages probabilities, which only makes sense over one class list."""
+    first = models[0]
+    for other in models[1:]:
+        if other.classes != first.classes:
+            only_a = sorted(set(first.classes) - set(other.classes))[:3]
+            only_b = sorted(set(other.classes) - set(first.classes))[:3]
+            detail = (f"only in the first: {', '.join(only_a) or '-'}; "
+                      f"only in the second: {', '.join(only_b) or '-'}"
+                      if only_a or only_b else "same names in a different order")
+            raise ModelError(f"cannot fuse {first.name} and {other.name}: their class lists "
+                             f"differ ({detail})")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one-line reason recorded for a file that failed to decode."""
+    if isinstance(exc, XmodalError):
+        return getattr(exc, "reason", str(exc))
+    return f"unexpected decode failure ({type(exc).__name__}: {exc})"
+
+
+# --------------------------------------------------------------------------- predictor
+
+class Predictor:
+    """Classifies files, folders, arrays and PIL images; the CLI and ``xmodal.load`` share it.
+
+    Views are run through the encoder in batches of exactly ``batch_size``
+    (the last one padded), so a file's scores do not depend on which other
+    files shared its batch: a resumed labelling run writes the same numbers.
+    """
+
+    def __init__(self, models: LoadedModel | Sequence[LoadedModel], *, device: str = "auto",
+                 video_backend: str = "auto", batch_size: int = 32, workers: int | None = None,
+                 top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
+                 window_s: float | None = None, stride_s: float | None = None,
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
+        self.models = [models] if isinstance(models, LoadedModel) else list(models)
+        check_same_classes(self.models)
+        self.device = resolve_device(device)
+        self.bf16 = use_bf16(self.device, precision)
+        for m in self.models:
+            prepare_model(m.model, self.device)
+        first = self.models[0]
+        self.classes = first.classes
+        self.reader = ClipReader(first.frames, first.input_size, first.resize_size, video_backend,
+                                 clips=clips, crops=crops, window_s=window_s, stride_s=stride_s)
+        self.batch_size = max(1, batch_size)
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self.top_k = max(1, min(top_k, len(self.classes)))
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.models)
+
+    def predict(self, inputs: Any) -> list[dict[str, Any]]:
+        """One record per input (folders expand to their files), in input order."""
+        return list(self.iter_predict(inputs))
+
+    def iter_predict(self, inputs: Any, reporter: Reporter | None = None) -> Iterator[dict[str, Any]]:
+        """Records in input order; a file that fails yields ``{"path", "error"}``."""
+        items = _normalise_inputs(inputs)
+        yield from self.iter_items(items, reporter)
+
+    def iter_items(self, items: Sequence[Any], reporter: Reporter | None = None,
+                   names: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        names = names if names is not None else [_item_name(i) for i in items]
+        for index, probs, info, error in self.iter_probabilities(items, reporter):
+            if probs is None:
+                yield {"path": names[index], "error": error}
+            else:
+                yield self._record(names[index], probs, info)
+
+    def iter_probabilities(self, items: Sequence[Any], reporter: Reporter | None = None
+                           ) -> Iterator[tuple[int, torch.Tensor | None, dict[str, Any], str | None]]:
+        """``(index, per-view probabilities (N, K), info, error)`` for each item, in order."""
+        reporter = reporter or Reporter()
+        pool = DecodePool(self.reader, workers=self._workers_for(len(items)),
+                          timeout_s=self.timeout_s, describe_error=describe_failure)
+        pending: list[tuple[int, torch.Tensor, dict[str, Any]]] = []
+        queued_views = 0
+        for index, result, error in reporter.track(pool.imap(items), total=len(items),
+                                                   desc="predict"):
+            views = None if result is None else result[0]
+            if pending and (views is None or views.shape[1:] != pending[0][1].shape[1:]
+                            or queued_views >= self.batch_size):
+                yield from self._flush(pending)
+                pending, queued_views = [], 0
+            if views is None:
+                yield index, None, {}, error
+            else:
+                pending.append((index, views, result[1]))
+                queued_views += len(views)
+        if pending:
+            yield from self._flush(pending)
+
+    def _workers_for(self, count: int) -> int:
+        if self.workers is not None:
+            return self.workers
+        # Starting worker processes costs more than it saves for a handful of files.
+        return 0 if count <= 2 else min(4, os.cpu_count() or 1)
+
+    @torch.inference_mode()
+    def probabilities(self, views: torch.Tensor) -> torch.Tensor:
+        """Fused softmax probabilities for (N, T, 3, H, W) uint8 views, in fixed-size batches."""
+        out = []
+        for start in range(0, len(views), self.batch_size):
+            chunk = views[start:start + self.batch_size]
+            real = len(chunk)
+            if real < self.batch_size:
+                pad = chunk[:1].expand(self.batch_size - real, *chunk.shape[1:])
+                chunk = torch.cat([chunk, pad])
+            chunk = chunk.to(self.device, non_blocking=True)
+            total = None
+            for m in self.models:
+                with autocast(self.device, self.bf16):
+                    probs = m.model(chunk).float().softmax(-1)
+                total = probs if total is None else total + probs
+            out.append((total / len(self.models))[:real].cpu())
+        return torch.cat(out)
+
+    def _flush(self, pending: list[tuple[int, torch.Tensor, dict[str, Any]]]
+               ) -> Iterator[tuple[int, torch.Tensor, dict[str, Any], None]]:
+        probs = self.probabilities(torch.cat([views for _, views, _ in pending]))
+        start = 0
+        for index, views, info in pending:
+            yield index, probs[start:start + len(views)], info, None
+            start += len(views)
+
+    def _record(self, name: str, probs: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
+        """File-level prediction (mean over the averaged views) plus one entry per window."""
+        info = dict(info)
+        n_avg = info.pop("n_avg", 1)
+        windows = info.pop("windows", None)
+        record = {"path": name, **self._top(probs[:n_avg].mean(0)), **info, "model": self.name}
+        if windows:
+            record["clips"] = [{"start_s": a, "end_s": b, **self._top(p)}
+                               for (a, b), p in zip(windows, probs[n_avg:], strict=True)]
+        return record
+
+    def _top(self, probs: torch.Tensor) -> dict[str, Any]:
+        scores, indices = probs.topk(self.top_k)
+        top = [{"label": self.classes[i], "score": round(float(s), 6)}
+               for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+        return {"label": top[0]["label"], "score": top[0]["score"], "top": top}
+
+
+def _normalise_inputs(inputs: Any) -> list[Any]:
+    if isinstance(inputs, (str, os.PathLike)) or isinstance(inputs, np.ndarray) or hasattr(
+            inputs, "convert"):
+        inputs = [inputs]
+    items: list[Any] = []
+    paths: list[Any] = []
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)):
+            paths.append(item)
+        else:
+            items.extend(expand_paths(paths))
+            paths = []
+            items.append(item)
+    items.extend(expand_paths(paths))
+    return items
+
+
+def _item_name(item: Any) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else "<array>"
+
+
+def load(*models: str | os.PathLike[str], **kwargs: Any) -> Predictor:
+    """``xmodal.load("runs/x")``: a ready Predictor; several models are fused."""
+    if not models:
+        raise ModelError("xmodal.load needs at least one model (run dir, checkpoint or encoder name)")
+    return Predictor([load_model(m) for m in models], **kwargs)

@@ -1,0 +1,58 @@
+"""How the engine reports progress without printing.
+
+The engine only talks to a ``Reporter``; the CLI passes one that draws tqdm
+bars, the Python API gets the silent default, so both share one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+log = logging.getLogger("xmodal")
+
+
+class Reporter:
+    """Silent reporter: messages go to the ``xmodal`` logger, bars are not drawn."""
+
+    def track(self, items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+        yield from items
+
+    def info(self, message: str) -> None:
+        log.info(message)
+
+    def warning(self, message: str) -> None:
+        log.warning(message)
+
+
+class TqdmReporter(Reporter):
+    """Progress bars on stderr (rate and ETA included) and messages above them."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def track(self, items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+        from tqdm import tqdm
+
+        bar = tqdm(items, total=total, desc=desc, disable=self.quiet, leave=False,
+                   dynamic_ncols=True, mininterval=0.5)
+        try:
+            yield from bar
+        finally:
+            bar.close()
+
+    def info(self, message: str) -> None:
+        from tqdm import tqdm
+
+        if not self.quiet:
+            tqdm.write(message)
+
+    def warning(self, message: str) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {message}", file=sys.stderr)

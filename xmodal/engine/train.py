@@ -1,0 +1,310 @@
+"""Fine-tuning: ``train_one_epoch``, ``evaluate`` and ``fit``.
+
+Shaped like torchvision's reference scripts: each function does one thing,
+and ``fit`` only wires them together, saves checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from xmodal.config import TrainConfig, dump_yaml, load_config
+from xmodal.engine.data import Split, describe, load_split, make_loader
+from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
+from xmodal.engine.reporting import Reporter
+from xmodal.engine.runtime import autocast, prepare_model, resolve_device, seed_everything, use_bf16
+from xmodal.errors import ConfigError, DatasetError
+
+LAST_DIR = "last"
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    seen: int
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    best_accuracy: float | None
+    best_epoch: int
+    history: list[dict[str, Any]]
+    skipped_files: list[str]
+
+
+def _to_device(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
+    clips = clips.to(device, non_blocking=True)
+    if device.type == "cuda":
+        # (B, T, C, H, W) -> NHWC memory per frame, matching the channels_last model.
+        clips = clips.contiguous(memory_format=torch.channels_last_3d) if clips.ndim == 5 else clips
+    return clips
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+                    device: torch.device, cfg: TrainConfig, *, bf16: bool = False,
+                    reporter: Reporter | None = None, desc: str = "train") -> EpochResult:
+    """One pass over ``loader``; steps the optimiser every ``cfg.accumulate`` batches."""
+    reporter = reporter or Reporter()
+    set_train_mode(model)
+    total_loss, correct, seen, skipped = 0.0, 0, 0, []
+    optimizer.zero_grad(set_to_none=True)
+    pending = 0
+    for clips, labels, bad in reporter.track(loader, total=len(loader), desc=desc):
+        skipped.extend(bad)
+        if clips is None:
+            continue
+        clips, labels = _to_device(clips, device), labels.to(device, non_blocking=True)
+        with autocast(device, bf16):
+            logits = model(clips)
+        loss = criterion(logits.float(), labels)
+        (loss / cfg.accumulate).backward()
+        pending += 1
+        if pending == cfg.accumulate:
+            _optimizer_step(model, optimizer, scheduler, cfg)
+            pending = 0
+        total_loss += loss.item() * labels.numel()
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += labels.numel()
+    if pending:
+        _optimizer_step(model, optimizer, scheduler, cfg)
+    return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, skipped)
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, cfg: TrainConfig) -> None:
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
+                                 cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device,
+             *, bf16: bool = False, reporter: Reporter | None = None) -> EpochResult:
+    """Loss and top-1 accuracy over ``loader`` (files that fail to decode are skipped)."""
+    reporter = reporter or Reporter()
+    model.eval()
+    total_loss, correct, seen, skipped = 0.0, 0, 0, []
+    for clips, labels, bad in reporter.track(loader, total=len(loader), desc="val"):
+        skipped.extend(bad)
+        if clips is None:
+            continue
+        clips, labels = _to_device(clips, device), labels.to(device)
+        with autocast(device, bf16):
+            logits = model(clips).float()
+        total_loss += criterion(logits, labels).item() * labels.numel()
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += labels.numel()
+    return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, skipped)
+
+
+def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = False) -> FitResult:
+    """Train a classifier as ``cfg`` says and write the run directory.
+
+    RUN_DIR holds the best model (``model.safetensors`` + ``model.json``), the
+    resolved ``config.yaml``, ``metrics.jsonl`` and ``last/`` for ``--resume``.
+    """
+    from xmodal.models import build_classifier
+
+    reporter = reporter or Reporter()
+    if cfg.out is None:
+        raise ConfigError("no output directory: pass --out RUN_DIR")
+    run_dir = Path(cfg.out)
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    bf16 = use_bf16(device, cfg.precision)
+
+    split = load_split(cfg)
+    reporter.info(f"data: {len(split.classes)} classes; train {describe(split.train)}; "
+                  f"val {describe(split.val)}")
+    model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
+                             pooling=cfg.pooling, dropout=cfg.dropout)
+    pcfg = model.encoder.pretrained_cfg
+    model = prepare_model(model, device)
+    train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
+                               resize_size=pcfg.resize_size, generator=generator)
+    val_loader = (make_loader(split.val, cfg, train=False, input_size=pcfg.input_size,
+                              resize_size=pcfg.resize_size) if split.val else None)
+    optimizer = build_optimizer(model, cfg)
+    steps = max(1, -(-len(train_loader) // cfg.accumulate))
+    scheduler = build_scheduler(optimizer, cfg, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    state = _TrainingState()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
+        reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
+    _write_config(run_dir, cfg)
+    meta = _metadata(cfg, split, model)
+
+    for epoch in range(state.epoch, cfg.epochs):
+        train_loader.batch_sampler.set_epoch(epoch)
+        apply_freezing(model, cfg, epoch)
+        start = time.perf_counter()
+        tr = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, cfg,
+                             bf16=bf16, reporter=reporter, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        va = evaluate(model, val_loader, criterion, device, bf16=bf16,
+                      reporter=reporter) if val_loader else None
+        state.note_skipped(tr.skipped + (va.skipped if va else []), reporter)
+        if tr.seen == 0:
+            raise DatasetError(cfg.data or cfg.csv, "no training file could be decoded "
+                               f"({len(state.skipped)} skipped; first: {state.first_skipped()})")
+        record = _epoch_record(epoch, tr, va, optimizer, time.perf_counter() - start)
+        state.history.append(record)
+        reporter.info(_format_record(record))
+        score = va.accuracy if va else -tr.loss
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_epoch = score, epoch + 1
+            _save_model(model, {**meta, "epoch": epoch + 1, "metrics": record}, run_dir)
+        state.epoch = epoch + 1
+        _append_metrics(run_dir, record)
+        _save_resume_state(run_dir, model, optimizer, scheduler, generator, state, meta)
+        if cfg.patience is not None and epoch + 1 - state.best_epoch >= cfg.patience:
+            reporter.info(f"early stop: no validation improvement for {cfg.patience} epochs")
+            break
+
+    if state.skipped:
+        reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
+    best_acc = state.best_score if split.val else None
+    return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped))
+
+
+@dataclass
+class _TrainingState:
+    epoch: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
+
+    def note_skipped(self, failures: list[str], reporter: Reporter) -> None:
+        for failure in failures:
+            if failure not in self.skipped:
+                self.skipped.add(failure)
+                reporter.warning(f"skipped {failure}")
+
+    def first_skipped(self) -> str:
+        return min(self.skipped) if self.skipped else "none"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
+                "history": self.history, "skipped": sorted(self.skipped)}
+
+
+def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any]:
+    pcfg = model.encoder.pretrained_cfg
+    return {
+        "classes": split.classes,
+        "backbone": cfg.backbone,
+        "frames": cfg.frames,
+        "pooling": cfg.pooling,
+        "dropout": cfg.dropout,
+        "modality": cfg.modality,
+        "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
+                          "mean": list(pcfg.mean), "std": list(pcfg.std)},
+        "config": cfg.to_dict(),
+    }
+
+
+def _save_model(model: nn.Module, meta: dict[str, Any], directory: Path) -> None:
+    from xmodal.checkpoint import save_checkpoint
+
+    save_checkpoint(model, meta, directory)
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    from xmodal.checkpoint import atomic_write_text
+
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg.to_dict()))
+
+
+def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def _epoch_record(epoch: int, tr: EpochResult, va: EpochResult | None,
+                  optimizer: torch.optim.Optimizer, seconds: float) -> dict[str, Any]:
+    record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(tr.loss, 5),
+                              "train_acc": round(tr.accuracy, 5),
+                              "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2)}
+    if va is not None:
+        record.update(val_loss=round(va.loss, 5), val_acc=round(va.accuracy, 5))
+    return record
+
+
+def _format_record(r: dict[str, Any]) -> str:
+    text = f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.3f}"
+    if "val_acc" in r:
+        text += f" | val loss {r['val_loss']:.4f} acc {r['val_acc']:.3f}"
+    return text + f" | {r['seconds']:.1f}s"
+
+
+def _save_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: Any, generator: torch.Generator, state: _TrainingState,
+                       meta: dict[str, Any]) -> None:
+    """Everything ``--resume`` needs, written atomically so a kill leaves the previous one."""
+    import io
+
+    from xmodal.checkpoint import atomic_write_bytes, atomic_write_text, save_checkpoint
+
+    last = run_dir / LAST_DIR
+    save_checkpoint(model, {**meta, "epoch": state.epoch}, last)
+    buffer = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}, buffer)
+    atomic_write_bytes(last / "trainer.pt", buffer.getvalue())
+    atomic_write_text(last / "state.json", json.dumps(state.to_json(), indent=1))
+
+
+def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: Any, generator: torch.Generator) -> _TrainingState:
+    from xmodal.checkpoint import load_checkpoint
+    from xmodal.errors import CheckpointError
+
+    last = run_dir / LAST_DIR
+    if not (last / "state.json").is_file():
+        raise CheckpointError(run_dir, "nothing to resume (no last/state.json); "
+                              "train without --resume first")
+    weights, _ = load_checkpoint(last)
+    model.load_state_dict(weights)
+    try:
+        trainer = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # a refused or corrupt pickle is a user-facing error here
+        raise CheckpointError(last / "trainer.pt", f"cannot load optimizer state ({exc})") from None
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    generator.set_state(trainer["generator"])
+    torch.set_rng_state(trainer["torch_rng"])
+    saved = json.loads((last / "state.json").read_text(encoding="utf-8"))
+    return _TrainingState(epoch=saved["epoch"], best_score=saved["best_score"],
+                          best_epoch=saved["best_epoch"], history=saved["history"],
+                          skipped=set(saved["skipped"]))
+
+
+def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
+    """The saved config of a run, with e.g. more ``epochs`` allowed as overrides."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    cfg = load_config(path, **overrides)
+    cfg.out = str(run_dir)
+    return cfg
