@@ -69,7 +69,11 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
         cfg = resume_config(resume_dir, **{k: v for k, v in options.items() if k == "epochs"})
     else:
         cfg = load_config(config_path, csv=csv_path, **options)
+    from xmodal.engine import distributed
+
     result = fit(cfg, TqdmReporter(quiet=quiet), resume=resume_dir is not None)
+    if not distributed.env_info().is_main:
+        return
     best = ("n/a (no validation split)" if result.best_accuracy is None
             else f"{result.best_accuracy:.3f} (epoch {result.best_epoch})")
     click.echo(f"best validation accuracy: {best}")
@@ -174,6 +178,7 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
     \b
     xmodal eval runs/demo --data samples/train --clips 3 --crops 3 --out runs/demo/eval
     """
+    from xmodal.engine import distributed
     from xmodal.engine.evaluate import evaluate_folder, save_report
     from xmodal.engine.predict import Predictor
     from xmodal.engine.reporting import TqdmReporter
@@ -183,9 +188,14 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
         raise click.UsageError("give a MODEL (or --model, repeated, to fuse several)")
     if clips < 1:
         raise click.BadParameter("must be >= 1", param_hint="--clips")
-    predictor = Predictor(_load_models(refs), device=device, video_backend=video_backend,
-                          batch_size=batch_size, workers=workers, clips=clips, crops=int(crops))
-    report = evaluate_folder(predictor, data, modality=modality, reporter=TqdmReporter(quiet=quiet))
+    dist = distributed.init(device)
+    predictor = Predictor(_load_models(refs), device=distributed.device_for(dist, device),
+                          video_backend=video_backend, batch_size=batch_size, workers=workers,
+                          clips=clips, crops=int(crops))
+    report = evaluate_folder(predictor, data, modality=modality,
+                             reporter=TqdmReporter(quiet=quiet or not dist.is_main))
+    if not dist.is_main:
+        return
     _print_report(report)
     if out:
         json_path, png_path = save_report(report, out)
@@ -241,20 +251,25 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     xmodal label samples/ --model runs/demo --out predictions.jsonl
     xmodal label videos/ --model runs/demo --window 4 --stride 2 --out timeline.jsonl
     """
-    from xmodal.engine.label import find_files, label_files
+    from xmodal.engine import distributed
+    from xmodal.engine.label import find_files, label_sharded
     from xmodal.engine.predict import Predictor
-    from xmodal.engine.reporting import TqdmReporter
+    from xmodal.engine.reporting import Reporter, TqdmReporter
 
     if window is not None and window <= 0:
         raise click.BadParameter("must be > 0", param_hint="--window")
     if stride is not None and (window is None or stride <= 0):
         raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
     files = find_files(folders, tuple(globs))
-    predictor = Predictor(_load_models(list(models)), device=device, video_backend=video_backend,
-                          batch_size=batch_size, workers=2 if workers is None else workers,
-                          top_k=top_k, window_s=window, stride_s=stride, timeout_s=timeout)
-    summary = label_files(predictor, files, Path(out), overwrite=overwrite,
-                          reporter=TqdmReporter(quiet=quiet))
+    dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
+    predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
+                          video_backend=video_backend, batch_size=batch_size,
+                          workers=2 if workers is None else workers, top_k=top_k, window_s=window,
+                          stride_s=stride, timeout_s=timeout)
+    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
+    summary = label_sharded(predictor, files, Path(out), overwrite=overwrite, reporter=reporter)
+    if not dist.is_main:
+        return
     click.echo(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
                f"failed {summary.failed}; wrote {out}", err=quiet)
     if summary.failed:
@@ -342,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
     try:
         cli.main(args=argv, prog_name="xmodal", standalone_mode=False)
+        _leave_process_group()
     except click.exceptions.Abort:
         click.echo("xmodal: interrupted", err=True)
         sys.exit(130)
@@ -356,6 +372,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("xmodal: interrupted", err=True)
         sys.exit(130)
+
+
+def _leave_process_group() -> None:
+    if "torch.distributed" in sys.modules:
+        from xmodal.engine import distributed
+
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

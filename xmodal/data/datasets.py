@@ -190,7 +190,8 @@ class KindBatchSampler(Sampler[list[int]]):
 
     def __init__(self, samples_kinds: Sequence[str], batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, generator: torch.Generator | None = None,
-                 image_ratio: float | None = None, seed: int = 0) -> None:
+                 image_ratio: float | None = None, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0, pad: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if image_ratio is not None and not 0.0 < image_ratio < 1.0:
@@ -202,6 +203,12 @@ class KindBatchSampler(Sampler[list[int]]):
         self.image_ratio = image_ratio
         self.seed = seed
         self.epoch = 0
+        # Under DDP every rank builds the same epoch order and takes every
+        # num_replicas-th batch; padding (repeating the first batches) keeps the
+        # step count equal on all ranks, as DistributedSampler does.
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.pad = pad
         self._groups = {kind: [i for i, k in enumerate(samples_kinds) if k == kind]
                         for kind in ("image", "video")}
         unknown = sorted(set(samples_kinds) - set(self._groups))
@@ -213,7 +220,12 @@ class KindBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return sum(self._natural_counts().values())
+        total = sum(self._batch_counts().values())
+        if self.num_replicas == 1:
+            return total
+        if self.pad:
+            return -(-total // self.num_replicas)
+        return len(range(self.rank, total, self.num_replicas))
 
     def __iter__(self) -> Iterator[list[int]]:
         base = self.generator.initial_seed() if self.generator is not None else self.seed
@@ -226,6 +238,11 @@ class KindBatchSampler(Sampler[list[int]]):
             batches = [batches[i] for i in order]
         else:
             batches.sort(key=lambda b: b[0])
+        if self.num_replicas > 1:
+            if self.pad and batches:
+                short = -len(batches) % self.num_replicas
+                batches += (batches * (short // len(batches) + 1))[:short]
+            batches = batches[self.rank::self.num_replicas]
         yield from batches
 
     def _natural_counts(self) -> dict[str, int]:

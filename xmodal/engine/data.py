@@ -76,7 +76,8 @@ def collate_skipping(batch: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any
 
 
 def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size: int,
-                resize_size: int, generator: torch.Generator | None = None) -> DataLoader:
+                resize_size: int, generator: torch.Generator | None = None, num_replicas: int = 1,
+                rank: int = 0) -> DataLoader:
     """One DataLoader whose batches hold only stills or only clips (constant T)."""
     from xmodal.data.datasets import ClipDataset, KindBatchSampler
     from xmodal.data.transforms import eval_transform, train_transform
@@ -86,7 +87,8 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
     dataset = ClipDataset(samples, cfg.frames, transform, train=train, backend=cfg.video_backend)
     sampler = KindBatchSampler([s.kind for s in samples], cfg.batch_size, shuffle=train,
                                generator=generator,
-                               image_ratio=cfg.image_ratio if train else None)
+                               image_ratio=cfg.image_ratio if train else None, seed=cfg.seed,
+                               num_replicas=num_replicas, rank=rank, pad=train)
     return DataLoader(
         SkipBadFiles(dataset, samples),
         batch_sampler=sampler,

@@ -77,14 +77,12 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
         raise DatasetError(data, f"class folder(s) the model does not know: {', '.join(unknown[:5])}")
     remap = [classes.index(c) for c in data_classes]
     file_probs, targets, kinds, view_probs, view_targets, failed = [], [], [], [], [], []
-    items = [str(s.path) for s in samples]
-    for index, probs, info, error in predictor.iter_probabilities(items, reporter):
+    for index, probs, info, error in _score(predictor, [str(s.path) for s in samples], reporter):
         sample = samples[index]
         if probs is None:
             failed.append({"path": str(sample.path), "error": error})
             continue
-        n_avg = info.get("n_avg", 1)
-        views = probs[:n_avg].numpy()
+        views = probs[:info.get("n_avg", 1)].numpy()
         file_probs.append(views.mean(0))
         targets.append(remap[sample.label])
         kinds.append(sample.kind)
@@ -103,6 +101,18 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
         by_kind=by_kind, per_class=per_class_metrics(matrix, classes), confusion=matrix.tolist(),
         settings={"model": predictor.name, "data": str(data), "clips": predictor.reader.clips,
                   "crops": predictor.reader.crops, "frames": predictor.reader.frames})
+
+
+def _score(predictor: Predictor, items: list[str], reporter: Reporter | None) -> list[tuple]:
+    """Per-file results in file order; under torchrun each rank scores every world_size-th file."""
+    from xmodal.engine import distributed
+
+    info = distributed.env_info()
+    mine = list(range(info.rank, len(items), info.world_size))
+    results = [(mine[i], probs, meta, error) for i, probs, meta, error
+               in predictor.iter_probabilities([items[j] for j in mine], reporter)]
+    gathered = [r for part in distributed.gather_objects(results) for r in part]
+    return sorted(gathered, key=lambda r: r[0])
 
 
 def _summary(probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

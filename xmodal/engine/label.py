@@ -84,23 +84,7 @@ class RecordWriter:
         if end < len(data):
             with open(self.out, "r+b") as fh:
                 fh.truncate(end)
-            data = data[:end]
-        text = data.decode("utf-8", errors="replace")
-        if self.format == "jsonl":
-            done = set()
-            for number, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    done.add(json.loads(line)["path"])
-                except (ValueError, KeyError, TypeError):
-                    raise InputError(self.out, f"line {number} is not a labelling record; "
-                                     "use --overwrite to start over") from None
-            return done
-        rows = list(csv.reader(io.StringIO(text)))
-        if rows and rows[0] != CSV_COLUMNS:
-            raise InputError(self.out, "not an xmodal labelling CSV; use --overwrite to start over")
-        return {_unescape(row[0]) for row in rows[1:] if row}
+        return set(read_blocks(self.out))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.format == "jsonl":
@@ -120,6 +104,36 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_blocks(out: Path) -> dict[str, str]:
+    """Each recorded file's text (its JSON line, or its CSV rows), in file order.
+
+    A torn last line is ignored; anything else that is not a record is an error.
+    """
+    fmt = output_format(out)
+    text = out.read_bytes().decode("utf-8", errors="replace")
+    text = text[:text.rfind("\n") + 1]
+    blocks: dict[str, str] = {}
+    if fmt == "jsonl":
+        for number, line in enumerate(text.splitlines(keepends=True), 1):
+            if not line.strip():
+                continue
+            try:
+                path = json.loads(line)["path"]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(out, f"line {number} is not a labelling record; "
+                                 "use --overwrite to start over") from None
+            blocks.setdefault(path, line)
+        return blocks
+    rows = list(csv.reader(io.StringIO(text)))
+    if rows and rows[0] != CSV_COLUMNS:
+        raise InputError(out, "not an xmodal labelling CSV; use --overwrite to start over")
+    for row in rows[1:]:
+        if row:
+            path = _unescape(row[0])
+            blocks[path] = blocks.get(path, "") + _csv_text([row])
+    return blocks
 
 
 def _unescape(cell: str) -> str:
@@ -168,3 +182,51 @@ def label_files(predictor: Predictor, files: Sequence[Path], out: Path, *, overw
 def _records(predictor: Predictor, files: Sequence[Path],
              reporter: Reporter) -> Iterator[dict[str, Any]]:
     yield from predictor.iter_items([str(f) for f in files], reporter)
+
+
+def part_path(out: Path, rank: int, world_size: int) -> Path:
+    return out.with_name(f"{out.stem}.part{rank}-of-{world_size}{out.suffix}")
+
+
+def label_sharded(predictor: Predictor, files: Sequence[Path], out: Path, *, overwrite: bool = False,
+                  reporter: Reporter | None = None) -> LabelSummary:
+    """Under torchrun: rank r labels files r, r+W, ... into its own part file; rank 0 merges.
+
+    Without torchrun this is ``label_files``. Parts resume like a single run,
+    so re-running after one rank failed redoes only what is missing.
+    """
+    from xmodal.engine import distributed
+
+    info = distributed.env_info()
+    if not info.enabled:
+        return label_files(predictor, files, out, overwrite=overwrite, reporter=reporter)
+    if overwrite and info.is_main:
+        out.unlink(missing_ok=True)
+    distributed.barrier()
+    merged = set(read_blocks(out)) if out.exists() else set()
+    mine = [f for i, f in enumerate(files) if i % info.world_size == info.rank and str(f) not in merged]
+    part = label_files(predictor, mine, part_path(out, info.rank, info.world_size),
+                       overwrite=overwrite, reporter=reporter)
+    done, failed = distributed.sum_across([part.done, part.failed])
+    distributed.barrier()
+    if info.is_main:
+        merge_parts(out, [part_path(out, r, info.world_size) for r in range(info.world_size)], files)
+    distributed.barrier()
+    return LabelSummary(out, int(done), len(files) - int(done) - int(failed), int(failed))
+
+
+def merge_parts(out: Path, parts: Sequence[Path], files: Sequence[Path]) -> None:
+    """Write ``out`` = its old records + the parts', in the global file order; drop the parts."""
+    from xmodal.checkpoint import atomic_write_text
+
+    blocks: dict[str, str] = read_blocks(out) if out.exists() else {}
+    for part in parts:
+        if part.exists():
+            for path, text in read_blocks(part).items():
+                blocks.setdefault(path, text)
+    order = {str(f): i for i, f in enumerate(files)}
+    ranked = sorted(blocks, key=lambda p: (order.get(p, len(order)), p))
+    header = _csv_text([CSV_COLUMNS]) if output_format(out) == "csv" else ""
+    atomic_write_text(out, header + "".join(blocks[p] for p in ranked))
+    for part in parts:
+        part.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from xmodal.config import TrainConfig, dump_yaml, load_config
+from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader
 from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
 from xmodal.engine.reporting import Reporter
@@ -57,7 +58,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     reporter: Reporter | None = None, desc: str = "train") -> EpochResult:
     """One pass over ``loader``; steps the optimiser every ``cfg.accumulate`` batches."""
     reporter = reporter or Reporter()
-    set_train_mode(model)
+    set_train_mode(_unwrap(model))
     total_loss, correct, seen, skipped = 0.0, 0, 0, []
     optimizer.zero_grad(set_to_none=True)
     pending = 0
@@ -79,7 +80,18 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         seen += labels.numel()
     if pending:
         _optimizer_step(model, optimizer, scheduler, cfg)
-    return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, skipped)
+    return _reduced(total_loss, correct, seen, skipped)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _reduced(total_loss: float, correct: int, seen: int, skipped: list[str]) -> EpochResult:
+    """Loss and accuracy over all ranks (identity in a single process)."""
+    total_loss, correct, seen = distributed.sum_across([total_loss, correct, seen])
+    skipped = sorted({s for part in distributed.gather_objects(skipped) for s in part})
+    return EpochResult(total_loss / max(1, seen), correct / max(1, seen), int(seen), skipped)
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -109,7 +121,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
         total_loss += criterion(logits, labels).item() * labels.numel()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += labels.numel()
-    return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, skipped)
+    return _reduced(total_loss, correct, seen, skipped)
 
 
 def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = False) -> FitResult:
@@ -120,12 +132,13 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     """
     from xmodal.models import build_classifier
 
-    reporter = reporter or Reporter()
     if cfg.out is None:
         raise ConfigError("no output directory: pass --out RUN_DIR")
+    dist_info = distributed.init(cfg.device)
+    reporter = (reporter or Reporter()) if dist_info.is_main else Reporter()
     run_dir = Path(cfg.out)
     generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.device_for(dist_info, cfg.device))
     bf16 = use_bf16(device, cfg.precision)
 
     split = load_split(cfg)
@@ -135,29 +148,39 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                              pooling=cfg.pooling, dropout=cfg.dropout)
     pcfg = model.encoder.pretrained_cfg
     model = prepare_model(model, device)
+    shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
     train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
-                               resize_size=pcfg.resize_size, generator=generator)
+                               resize_size=pcfg.resize_size, generator=generator, **shard)
     val_loader = (make_loader(split.val, cfg, train=False, input_size=pcfg.input_size,
-                              resize_size=pcfg.resize_size) if split.val else None)
+                              resize_size=pcfg.resize_size, **shard) if split.val else None)
     optimizer = build_optimizer(model, cfg)
     steps = max(1, -(-len(train_loader) // cfg.accumulate))
     scheduler = build_scheduler(optimizer, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if dist_info.enabled:
+        reporter.info(f"distributed: {dist_info.world_size} processes; effective batch size "
+                      f"{cfg.batch_size * dist_info.world_size * cfg.accumulate} = {cfg.batch_size} "
+                      f"x {dist_info.world_size} ranks x {cfg.accumulate} accumulation; lr {cfg.lr:g} "
+                      f"is used as given (linear scaling rule would be "
+                      f"{cfg.lr * dist_info.world_size:g})")
 
     state = _TrainingState()
-    run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
-    _write_config(run_dir, cfg)
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, cfg)
     meta = _metadata(cfg, split, model)
 
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.batch_sampler.set_epoch(epoch)
         apply_freezing(model, cfg, epoch)
+        net = _distributed_wrapper(model, device) if dist_info.enabled else model
         start = time.perf_counter()
-        tr = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, cfg,
+        tr = train_one_epoch(net, train_loader, optimizer, scheduler, criterion, device, cfg,
                              bf16=bf16, reporter=reporter, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        distributed.broadcast_buffers(model)
         va = evaluate(model, val_loader, criterion, device, bf16=bf16,
                       reporter=reporter) if val_loader else None
         state.note_skipped(tr.skipped + (va.skipped if va else []), reporter)
@@ -171,10 +194,13 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         improved = state.best_score is None or score > state.best_score
         if improved:
             state.best_score, state.best_epoch = score, epoch + 1
-            _save_model(model, {**meta, "epoch": epoch + 1, "metrics": record}, run_dir)
         state.epoch = epoch + 1
-        _append_metrics(run_dir, record)
-        _save_resume_state(run_dir, model, optimizer, scheduler, generator, state, meta)
+        if dist_info.is_main:  # one writer; the others wait so a resume sees a whole epoch
+            if improved:
+                _save_model(model, {**meta, "epoch": epoch + 1, "metrics": record}, run_dir)
+            _append_metrics(run_dir, record)
+            _save_resume_state(run_dir, model, optimizer, scheduler, generator, state, meta)
+        distributed.barrier()
         if cfg.patience is not None and epoch + 1 - state.best_epoch >= cfg.patience:
             reporter.info(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
@@ -183,6 +209,14 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
     best_acc = state.best_score if split.val else None
     return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped))
+
+
+def _distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP over the currently trainable parameters (rebuilt when freezing changes them)."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 @dataclass

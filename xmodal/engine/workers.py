@@ -16,10 +16,12 @@ from typing import Any
 DEFAULT_TIMEOUT_S = 120.0
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker() -> None:
+    # A forked child must not enter the parent's OpenMP pool (it would deadlock,
+    # as DataLoader workers also avoid); parallelism comes from the workers.
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
 
 
 def _describe_crash(exc: BaseException) -> str:
@@ -77,12 +79,11 @@ class DecodePool:
 
         from pebble import ProcessExpired, ProcessPool
 
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         pending: collections.deque = collections.deque()
         iterator = enumerate(items)
         with ProcessPool(max_workers=self.workers, initializer=_init_worker,
-                         initargs=(threads,), context=context) as pool:
+                         context=context) as pool:
             try:
                 for index, item in iterator:
                     pending.append((index, pool.schedule(self._call, args=(item,),
