@@ -1,0 +1,32 @@
+"""Encoders (by name, with their pretrained configs) and the temporal-pooling classifier.
+
+Importing this package does not import torchvision.models or timm; builders do, on use.
+"""
+
+from xmodal.models.classifier import (
+    POOLINGS,
+    FrameClassifier,
+    build_classifier,
+    classifier_from_meta,
+    imagenet_classifier,
+)
+from xmodal.models.encoders import (
+    DEFAULT_ENCODER,
+    TIMM_PREFIX,
+    TORCHVISION_ENCODERS,
+    Encoder,
+    PretrainedConfig,
+    create_encoder,
+    encoder_stats,
+    imagenet_categories,
+    list_encoders,
+    pretrained_available,
+    read_state_dict,
+)
+
+__all__ = [
+    "DEFAULT_ENCODER", "POOLINGS", "TIMM_PREFIX", "TORCHVISION_ENCODERS", "Encoder", "FrameClassifier",
+    "PretrainedConfig", "build_classifier", "classifier_from_meta", "create_encoder", "encoder_stats",
+    "imagenet_categories", "imagenet_classifier", "list_encoders", "pretrained_available",
+    "read_state_dict",
+]

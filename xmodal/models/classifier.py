@@ -1,0 +1,118 @@
+"""Encoder + head + temporal pooling: one model for clips and stills.
+
+A clip (B, T, 3, H, W) goes through the encoder as B*T images in one batch;
+per-frame logits are pooled over T (TSN's segmental consensus). A still image
+is a clip with T = 1, so the same weights and code path classify both.
+Frames arrive as uint8 and are normalised on the model's device, which keeps
+host-to-device copies 4x smaller than float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xmodal.errors import ModelError
+from xmodal.models.encoders import Encoder, create_encoder, imagenet_categories
+
+POOLINGS = ("mean", "max")
+
+
+class FrameClassifier(nn.Module):
+    """(B, T, 3, H, W) uint8 frames -> (B, K) clip logits; (B, 3, H, W) is taken as T = 1."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, *, pooling: str = "mean",
+                 dropout: float = 0.0, head: nn.Linear | None = None) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ModelError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if num_classes < 1:
+            raise ModelError(f"a classifier needs at least one class, got {num_classes}")
+        if head is None:
+            head = nn.Linear(encoder.num_features, num_classes)
+            # Small initial logits: the new head starts near uniform and does not
+            # send large gradients into the pretrained encoder in the first steps.
+            nn.init.normal_(head.weight, std=0.01)
+            nn.init.zeros_(head.bias)
+        if (head.in_features, head.out_features) != (encoder.num_features, num_classes):
+            raise ModelError(f"head {head.in_features}->{head.out_features} does not fit "
+                             f"{encoder.num_features} features -> {num_classes} classes")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = head
+        cfg = encoder.pretrained_cfg
+        # Scaled by 255 so uint8 input needs one subtract and one divide. Not persistent:
+        # the checkpoint's JSON metadata records the preprocessing.
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """uint8 [0, 255] or float [0, 1] images -> normalised float, on the model's device."""
+        images = images.to(self.mean.device, non_blocking=True)
+        x = images.to(self.mean.dtype)
+        if images.dtype != torch.uint8:
+            x = x * 255
+        x = (x - self.mean) / self.std
+        if x.is_cuda:  # prepare_model puts CNNs in channels_last on GPU; match it
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def frame_logits(self, clips: Tensor) -> Tensor:
+        """Per-frame logits (B, T, K), before temporal pooling."""
+        if clips.ndim == 4:
+            clips = clips.unsqueeze(1)
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"expected clips shaped (B, T, 3, H, W) or (B, 3, H, W), "
+                             f"got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        features = self.encoder(self.normalise(clips.flatten(0, 1)))
+        return self.head(self.dropout(features)).view(b, t, -1)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        """Clip-level logits (B, K): per-frame logits pooled over time."""
+        logits = self.frame_logits(clips)
+        return logits.mean(1) if self.pooling == "mean" else logits.amax(1)
+
+
+def build_classifier(backbone: str, num_classes: int, weights: str = "imagenet",
+                     pooling: str = "mean", dropout: float = 0.0) -> FrameClassifier:
+    """A (pretrained) encoder with a new ``num_classes`` head, ready to fine-tune."""
+    return FrameClassifier(create_encoder(backbone, weights), num_classes, pooling=pooling,
+                           dropout=dropout)
+
+
+def imagenet_classifier(backbone: str, weights: str = "imagenet") -> tuple[FrameClassifier, list[str]]:
+    """The encoder with its own ImageNet head and the 1000 class names (``predict ENCODER``)."""
+    encoder = create_encoder(backbone, weights)
+    head = encoder.imagenet_head
+    if head is None:
+        raise ModelError(f"{backbone}: these weights ({weights}) have no trained ImageNet classifier "
+                         "to predict with; use weights='imagenet' or a full ImageNet state dict")
+    if encoder.pretrained_cfg.categories_source != "imagenet" or head.out_features != 1000:
+        raise ModelError(f"{backbone}: its classifier has {head.out_features} outputs, not the 1000 "
+                         "ImageNet classes whose names xmodal knows")
+    return FrameClassifier(encoder, head.out_features, head=head), imagenet_categories()
+
+
+def classifier_from_meta(meta: Mapping[str, Any]) -> FrameClassifier:
+    """The architecture a checkpoint describes, weights not downloaded (the caller loads them).
+
+    The recorded preprocessing wins over the registry's, so a checkpoint keeps
+    being fed the way it was trained even if the registry changes.
+    """
+    try:
+        backbone, classes = str(meta["backbone"]), list(meta["classes"])
+    except (KeyError, TypeError):
+        raise ModelError("checkpoint metadata lacks 'backbone' or 'classes'") from None
+    encoder = create_encoder(backbone, weights="none")
+    encoder.pretrained_cfg = encoder.pretrained_cfg.with_preprocessing(meta.get("preprocessing") or {})
+    return FrameClassifier(encoder, len(classes), pooling=str(meta.get("pooling", "mean")),
+                           dropout=float(meta.get("dropout", 0.0)))
