@@ -37,6 +37,7 @@ def cli() -> None:
 @click.option("--backbone", help="Encoder name (see `xmodal backbones`). [efficientnet_lite0]")
 @click.option("--weights", help="imagenet | none | PATH to a local state dict. [imagenet]")
 @click.option("--frames", type=int, help="Frames (TSN segments) per video clip. [8]")
+@click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")
 @click.option("--batch-size", type=int, help="Clips per batch. [8]")
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")
@@ -315,6 +316,31 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
                err=True)
     if bad:
         raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- backbones
+
+@cli.command()
+@click.option("--timm", "timm_names", multiple=True, help="Also describe timm:NAME (repeat).")
+def backbones(timm_names: tuple[str, ...]) -> None:
+    """List the available encoders: parameters, GFLOPs at 224 px, feature width, offline weights.
+
+    \b
+    xmodal backbones
+    xmodal backbones --timm convnext_nano
+    """
+    from xmodal.models import list_encoders
+    from xmodal.models.zoo import encoder_facts
+
+    names = list_encoders() + [n if n.startswith("timm:") else f"timm:{n}" for n in timm_names]
+    click.echo(f"{'encoder':22s} {'params':>8s} {'GFLOPs':>7s} {'features':>8s} {'input':>5s}  "
+               "ImageNet weights offline")
+    for name in names:
+        f = encoder_facts(name)
+        offline = "yes" if f.offline else "no (cached or downloaded on first use)"
+        click.echo(f"{name:22s} {f.params_m:7.1f}M {f.gflops:7.2f} {f.features:8d} {f.input_size:5d}  "
+                   f"{offline}")
+    click.echo("any timm model works as timm:NAME; --weights PATH loads a local state dict")
 
 
 # --------------------------------------------------------------------------- info

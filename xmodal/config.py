@@ -40,6 +40,7 @@ class TrainConfig:
     weights: str = "imagenet"
     pooling: str = "mean"
     dropout: float = 0.2
+    input_size: int | None = None
     # optimisation
     finetune: str = "full"
     unfreeze_every: int = 1
@@ -79,6 +80,8 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
+        if self.input_size is not None and self.input_size < 32:
+            raise ConfigError(f"input_size must be >= 32 px, got {self.input_size}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.val_split < 1.0:

@@ -57,14 +57,19 @@ def test_train_predict_round_trip(trained_run: Path, tiny_dataset: Path) -> None
     assert correct / len(records) >= 0.7
 
 
-def test_resume_continues_from_last_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_dataset: Path,
+                                                            tmp_path: Path) -> None:
+    straight = fit(_cfg(tiny_dataset, tmp_path / "straight", epochs=2))
     out = tmp_path / "run"
-    fit(_cfg(tiny_dataset, out, epochs=1))
-    cfg = resume_config(out, epochs=2)
-    result = fit(cfg, resume=True)
+    fit(_cfg(tiny_dataset, out, epochs=2), stop_after=1)  # interrupted after epoch 1
+    assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 1
+    result = fit(resume_config(out), resume=True)
     assert [h["epoch"] for h in result.history] == [1, 2]
-    state = json.loads((out / "last" / "state.json").read_text())
-    assert state["epoch"] == 2
+    wa, _ = load_checkpoint(straight.run_dir / "last")
+    wb, _ = load_checkpoint(out / "last")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in straight.history]
 
 
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:

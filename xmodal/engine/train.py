@@ -6,6 +6,7 @@ and ``fit`` only wires them together, saves checkpoints and reports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -124,11 +125,13 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
     return _reduced(total_loss, correct, seen, skipped)
 
 
-def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = False) -> FitResult:
+def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = False,
+        stop_after: int | None = None) -> FitResult:
     """Train a classifier as ``cfg`` says and write the run directory.
 
     RUN_DIR holds the best model (``model.safetensors`` + ``model.json``), the
     resolved ``config.yaml``, ``metrics.jsonl`` and ``last/`` for ``--resume``.
+    ``stop_after`` ends the run after that many epochs, as an interruption would.
     """
     from xmodal.models import build_classifier
 
@@ -146,6 +149,10 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                   f"val {describe(split.val)}")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
                              pooling=cfg.pooling, dropout=cfg.dropout)
+    if cfg.input_size is not None:  # e.g. smaller frames for speed; recorded in the checkpoint
+        model.encoder.pretrained_cfg = dataclasses.replace(
+            model.encoder.pretrained_cfg, input_size=cfg.input_size,
+            resize_size=round(cfg.input_size / 0.875))
     pcfg = model.encoder.pretrained_cfg
     model = prepare_model(model, device)
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
@@ -201,6 +208,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
             _append_metrics(run_dir, record)
             _save_resume_state(run_dir, model, optimizer, scheduler, generator, state, meta)
         distributed.barrier()
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
         if cfg.patience is not None and epoch + 1 - state.best_epoch >= cfg.patience:
             reporter.info(f"early stop: no validation improvement for {cfg.patience} epochs")
             break

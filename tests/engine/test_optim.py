@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmodal.config import dump_yaml, load_config
+from xmodal.engine.optim import (apply_freezing, build_optimizer, build_scheduler, encoder_stages,
+                                 param_groups, set_train_mode, warmup_cosine)
+from xmodal.errors import ConfigError
+from xmodal.models import build_classifier
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_classifier("resnet18", 3, weights="none", dropout=0.0)
+
+
+def test_lr_multiplier_and_no_decay_groups(model: torch.nn.Module) -> None:
+    cfg = load_config(None, lr=1e-2, backbone_lr_mult=0.1, weight_decay=0.05)
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    assert set(groups) == {"head", "head_no_decay", "encoder", "encoder_no_decay"}
+    assert groups["head"]["lr"] == pytest.approx(1e-2)
+    assert groups["encoder"]["lr"] == pytest.approx(1e-3)
+    assert groups["encoder_no_decay"]["lr"] == pytest.approx(1e-3)
+    assert groups["head_no_decay"]["weight_decay"] == 0.0
+    assert groups["encoder_no_decay"]["weight_decay"] == 0.0
+    assert groups["encoder"]["weight_decay"] == 0.05
+    assert all(p.ndim <= 1 for p in groups["encoder_no_decay"]["params"])  # norms and biases
+    assert all(p.ndim > 1 for p in groups["encoder"]["params"])
+    n_params = sum(len(g["params"]) for g in groups.values())
+    assert n_params == len(list(model.parameters()))
+    opt = build_optimizer(model, load_config(None, optimizer="sgd", lr=0.1))
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_warmup_then_cosine() -> None:
+    f = warmup_cosine(total_steps=10, warmup_steps=2)
+    values = [f(s) for s in range(10)]
+    assert values[0] < values[1] < values[2] == 1.0
+    assert all(a >= b for a, b in zip(values[2:], values[3:], strict=False))
+    assert values[-1] < 0.05
+
+
+def test_linear_probe_freezes_encoder_and_batchnorm(model: torch.nn.Module) -> None:
+    cfg = load_config(None, finetune="linear", lr=0.1, weight_decay=0.0)
+    apply_freezing(model, cfg, epoch=0)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    head_before = model.head.weight.clone()
+    optimizer = build_optimizer(model, cfg)
+    set_train_mode(model)
+    x = torch.randint(0, 255, (4, 2, 3, 64, 64), dtype=torch.uint8)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    optimizer.step()
+    after = model.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
+    assert not torch.equal(head_before, model.head.weight)
+
+
+def test_gradual_unfreezing_schedule(model: torch.nn.Module) -> None:
+    cfg = load_config(None, finetune="gradual", unfreeze_every=1)
+    stages = encoder_stages(model.encoder)
+    assert len(stages) == 4
+    for epoch, expected in [(0, 0), (1, 1), (2, 2), (5, 4)]:
+        apply_freezing(model, cfg, epoch)
+        trainable = [all(p.requires_grad for p in s) for s in stages]
+        assert trainable == [False] * (4 - expected) + [True] * expected
+        assert all(p.requires_grad for p in model.head.parameters())
+    apply_freezing(model, load_config(None, finetune="full"), 0)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_scheduler_steps_per_epoch(model: torch.nn.Module) -> None:
+    cfg = load_config(None, epochs=2, warmup_epochs=1.0, lr=1.0)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 5
+
+
+def test_config_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "run.yaml"
+    src.write_text("backbone: resnet18\nframes: 4\nlr: 0.01\nfinetune: gradual\n")
+    cfg = load_config(src, epochs=7)
+    assert (cfg.backbone, cfg.frames, cfg.lr, cfg.finetune, cfg.epochs) == ("resnet18", 4, 0.01,
+                                                                           "gradual", 7)
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_yaml(cfg.to_dict()))
+    assert load_config(saved) == cfg
+
+
+@pytest.mark.parametrize("text, needle", [("frames: 0\n", "frames"), ("modality: audio\n", "modality"),
+                                          ("lr: -1\n", "lr"), ("[1, 2]\n", "mapping"),
+                                          ("a: [\n", "invalid YAML")])
+def test_config_errors(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
