@@ -64,7 +64,7 @@ def write_video(
 
 def write_image(path: str | Path, array: np.ndarray | None = None, *, mode: str | None = None,
                 size: tuple[int, int] = (40, 30)) -> Path:
-    """Save an RGB array (or a gradient of ``size`` = (width, height)) with Pillow, optionally converted to ``mode``."""
+    """Save an RGB array (or a pattern of ``size`` = (width, height)), optionally converted to ``mode``."""
     from PIL import Image
 
     path = Path(path)

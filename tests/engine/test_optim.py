@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from xmodal.config import dump_yaml, load_config
-from xmodal.engine.optim import (apply_freezing, build_optimizer, build_scheduler, encoder_stages,
-                                 param_groups, set_train_mode, warmup_cosine)
+from xmodal.engine.optim import (
+    apply_freezing,
+    build_optimizer,
+    build_scheduler,
+    encoder_stages,
+    param_groups,
+    set_train_mode,
+    warmup_cosine,
+)
 from xmodal.errors import ConfigError
 from xmodal.models import build_classifier
 

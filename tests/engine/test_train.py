@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from xmodal.checkpoint import load_checkpoint
 
+from xmodal.checkpoint import load_checkpoint
 from xmodal.config import load_config
 from xmodal.engine.predict import load, load_model
 from xmodal.engine.train import fit, resume_config
