@@ -177,3 +177,10 @@ def test_atomic_write_helpers(tmp_path: Path) -> None:
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert sorted(os.listdir(tmp_path / "deep")) == ["report.json"]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_same_weights_save_to_identical_bytes(tmp_path: Path, model: torch.nn.Module) -> None:
+    # Reproducible runs should produce checkpoints with identical sha256s.
+    saves = [(save_checkpoint(model, _meta(model), tmp_path / str(i)) / "model.safetensors").read_bytes()
+             for i in range(4)]
+    assert all(s == saves[0] for s in saves)

@@ -117,7 +117,9 @@ def save_checkpoint(model: nn.Module, meta: Mapping[str, Any], directory: str | 
     weights_path, meta_path = directory / WEIGHTS_NAME, directory / META_NAME
     w_tmp, m_tmp = _temp_path(weights_path), _temp_path(meta_path)
     try:
-        save_file(tensors, str(w_tmp), metadata={"format": "pt", "xmodal_version": __version__})
+        # One metadata key: safetensors keeps it in a hash map, so two keys come out in random
+        # order and the same weights would hash differently from save to save.
+        save_file(tensors, str(w_tmp), metadata={"format": "pt"})
         _fsync_file(w_tmp)
         full_meta.update(weights=WEIGHTS_NAME, sha256=sha256_file(w_tmp), xmodal_version=__version__)
         m_tmp.write_text(json.dumps(full_meta, indent=2, default=str) + "\n", encoding="utf-8")

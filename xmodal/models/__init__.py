@@ -17,16 +17,14 @@ from xmodal.models.encoders import (
     Encoder,
     PretrainedConfig,
     create_encoder,
-    encoder_stats,
     imagenet_categories,
     list_encoders,
-    pretrained_available,
     read_state_dict,
 )
 
 __all__ = [
     "DEFAULT_ENCODER", "POOLINGS", "TIMM_PREFIX", "TORCHVISION_ENCODERS", "Encoder", "FrameClassifier",
-    "PretrainedConfig", "build_classifier", "classifier_from_meta", "create_encoder", "encoder_stats",
-    "imagenet_categories", "imagenet_classifier", "list_encoders", "pretrained_available",
+    "PretrainedConfig", "build_classifier", "classifier_from_meta", "create_encoder",
+    "imagenet_categories", "imagenet_classifier", "list_encoders",
     "read_state_dict",
 ]

