@@ -15,7 +15,7 @@ from xmodal.errors import DatasetError
 
 def _cfg(data: Path, out: Path, **kw):
     base = dict(data=str(data), modality="mixed", frames=2, epochs=1, batch_size=4, workers=0,
-                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0)
+                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0, input_size=112)
     base.update(kw)
     return load_config(None, **base)
 
@@ -37,7 +37,7 @@ def test_run_dir_contents(trained_run: Path) -> None:
     _, meta = load_checkpoint(trained_run)
     assert meta["classes"] == sorted(meta["classes"]) and len(meta["classes"]) == 3
     assert meta["frames"] == 2 and meta["backbone"] == "efficientnet_lite0"
-    assert meta["preprocessing"]["input_size"] == 224
+    assert meta["preprocessing"]["input_size"] == 112  # --input-size is recorded for predict
 
 
 def test_train_predict_round_trip(trained_run: Path, tiny_dataset: Path) -> None:

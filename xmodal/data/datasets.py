@@ -8,6 +8,7 @@ Files are only decoded in ``__getitem__``, i.e. inside DataLoader workers.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections import defaultdict
@@ -66,7 +67,7 @@ def scan_folder(root: str | os.PathLike[str], modality: str = "mixed") -> tuple[
     _check_modality(modality)
     root = Path(root)
     class_dirs = _class_dirs(root)
-    found = {d.name: _files_under(d) for d in class_dirs}
+    found = {d.name: _files_under(d, root) for d in class_dirs}
     wanted = _wanted_kinds(modality)
     if not any(kind_of(f) in wanted for files in found.values() for f in files):
         raise DatasetError(root, f"no {_describe(modality)} files (extensions "
@@ -316,19 +317,28 @@ def _class_dirs(root: Path) -> list[Path]:
     return dirs
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Non-hidden files below ``folder``, sorted by relative path; follows links but not in circles."""
+def _files_under(folder: Path, root: Path) -> list[Path]:
+    """Non-hidden files below ``folder``, sorted by relative path.
+
+    Links are followed, but not in circles, and not back into the dataset ``root`` outside this
+    class folder: such a link would give another class's files this folder's label.
+    """
     files: list[Path] = []
     seen: set[str] = set()
+    real_root, real_class = os.path.realpath(root), os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        if real in seen or (_inside(real, real_root) and not _inside(real, real_class)):
             dirnames[:] = []
             continue
         seen.add(real)
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         files += [Path(dirpath, f) for f in filenames if not _hidden(f)]
     return sorted(files, key=lambda f: f.relative_to(folder).as_posix())
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _empty_class_reason(files: list[Path], modality: str) -> str:
@@ -349,7 +359,8 @@ def _read_rows(csv_path: Path) -> list[tuple[int, Path, str]]:
         text = csv_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(csv_path, f"cannot read CSV: {exc}") from None
-    reader = csv.reader(text.splitlines())
+    # skipinitialspace: `clip.mp4, "cat"` is a quoted label after a space, as people write it.
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
     rows: list[tuple[int, Path, str]] = []
     for fields in reader:
         fields = [f.strip() for f in fields]

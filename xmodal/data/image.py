@@ -36,7 +36,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     path = Path(path)
     if not path.exists():
-        raise ImageDecodeError(path, "no such file")
+        raise ImageDecodeError(path, "broken symbolic link (no target, or a loop)"
+                               if path.is_symlink() else "no such file")
     if path.is_dir():
         raise ImageDecodeError(path, "is a directory, not an image file")
     try:
@@ -55,6 +56,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageDecodeError(path, reason) from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageDecodeError(path, "not a recognised image format") from exc
+    except PermissionError as exc:
+        raise ImageDecodeError(path, "permission denied") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError/SyntaxError/ValueError/...
         raise ImageDecodeError(path, f"cannot decode the image ({_one_line(exc)})") from exc
 

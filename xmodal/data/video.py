@@ -8,9 +8,12 @@ imported lazily so ``import xmodal`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +40,9 @@ _DEFAULT_KEYFRAME_INTERVAL = 250
 # Seeking costs a decoder flush; skip it when it would save only a few frames.
 _MIN_FRAMES_SAVED_BY_SEEK = 4
 _FALLBACK_FPS = 25.0
+# decord prefixes its messages with "[HH:MM:SS] /src/file.cc:LINE: ", which would make the
+# recorded reason differ from run to run.
+_DECORD_LOG_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ")
 
 SeekStrategy = Literal["auto", "sequential", "seek"]
 
@@ -84,14 +90,39 @@ def _one_line(exc: BaseException, path: Path | None = None) -> str:
     text = getattr(exc, "strerror", None) or str(exc)  # FFmpeg errors: drop "[Errno N]" and path
     if path is not None:
         text = text.replace(f"'{path}'", "").replace(str(path), "")
+    text = _DECORD_LOG_PREFIX.sub("", text)
     text = " ".join(text.split()).strip(" :.") or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """decord's C++ logs every failure to fd 2 itself ("[12:00:00] video_reader.cc:86: ERROR
+    ..."), around our one-line message; the reason still reaches the user, once, through the
+    exception."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to silence
+        saved = None
+    if saved is None:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _check_path(path: Path) -> None:
     """Reject what no decoder can read before handing it to native code (decord can abort)."""
     if not path.exists():
-        raise VideoDecodeError(path, "no such file")
+        raise VideoDecodeError(path, "broken symbolic link (no target, or a loop)"
+                               if path.is_symlink() else "no such file")
     if path.is_dir():
         raise VideoDecodeError(path, "is a directory, not a video file")
     if not os.access(path, os.R_OK):
@@ -123,14 +154,40 @@ def _empty(info: VideoInfo) -> np.ndarray:
     return np.zeros((0, info.height, info.width, 3), dtype=np.uint8)
 
 
-def _probe_size(path: Path) -> tuple[int, int] | None:
-    """Frame size from the container header via PyAV (no decoding); None if unreadable."""
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show a decoded frame upright.
+
+    Phones store portrait video as landscape frames plus a display matrix; a classifier
+    must see what the user sees, as EXIF orientation is applied to photos.
+    """
+    degrees = getattr(frame, "rotation", 0) or 0
+    return round(degrees / 90) % 4
+
+
+def _upright(frames: np.ndarray, turns: int) -> np.ndarray:
+    """Rotate (..., H, W, C) frames by ``turns`` counter-clockwise quarter turns."""
+    return np.ascontiguousarray(np.rot90(frames, turns, axes=(-3, -2))) if turns else frames
+
+
+def _displayed(width: int, height: int, turns: int) -> tuple[int, int]:
+    return (height, width) if turns % 2 else (width, height)
+
+
+def _probe(path: Path) -> tuple[int, int, int] | None:
+    """(width, height, quarter turns) of the stored frames via PyAV; None if unreadable.
+
+    The size comes from the header; the rotation rides on decoded frames, so the first
+    frame is decoded (a keyframe: a millisecond or two).
+    """
     import av
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             ctx = container.streams.video[0].codec_context
-            return (ctx.width, ctx.height) if ctx.width > 0 and ctx.height > 0 else None
+            if ctx.width <= 0 or ctx.height <= 0:
+                return None
+            first = next(container.decode(video=0), None)
+            return ctx.width, ctx.height, _quarter_turns(first)
     except Exception:  # noqa: BLE001 - any failure just means "unknown"
         return None
 
@@ -146,8 +203,13 @@ class DecordSource(VideoSource):
         import decord
 
         self._decord = decord
-        native = _probe_size(self.path)
-        self._size = _scaled_size(*native, short_side) if native else (-1, -1)
+        native = _probe(self.path)
+        if native and native[2]:
+            # decord 3.4 turns such frames but then scales them back to the stored shape
+            # (or fails in get_batch when asked for the upright shape).
+            raise VideoDecodeError(self.path, f"decord cannot decode a rotated video "
+                                              f"({90 * native[2]} degrees) upright")
+        self._size = _scaled_size(*native[:2], short_side) if native else (-1, -1)
         self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
         num_frames = len(self._reader)
         fps = float(self._reader.get_avg_fps()) or _FALLBACK_FPS
@@ -165,7 +227,8 @@ class DecordSource(VideoSource):
     def _guarded(self, call: Callable[[], Any], what: str) -> Any:
         """Run a decord call, turning whatever it raises into a one-line VideoDecodeError."""
         try:
-            return call()
+            with _native_stderr_silenced():
+                return call()
         except VideoDecodeError:
             raise
         except Exception as exc:  # noqa: BLE001 - decord raises assorted types
@@ -197,7 +260,8 @@ class DecordSource(VideoSource):
         wanted, got, last = set(indices), {}, None
         for pos in range(max(indices) + 1):
             try:
-                last = reader.next()
+                with _native_stderr_silenced():
+                    last = reader.next()
             except StopIteration:
                 break
             except Exception as exc:  # noqa: BLE001 - decord raises assorted types
@@ -267,10 +331,11 @@ class PyAVSource(VideoSource):
         self._frames_per_tick = float(self._time_base * self._rate)
         self._can_seek = strategy != "sequential"
         ctx = stream.codec_context
-        width, height = _scaled_size(ctx.width, ctx.height, short_side)
+        self._decode_size = _scaled_size(ctx.width, ctx.height, short_side)
         self._short_side = short_side
         fps = float(self._rate)
         num_frames, duration = self._count_frames(fps)
+        width, height = _displayed(*self._decode_size, self._turns)
         self.info = VideoInfo(num_frames, fps, duration, width, height)
 
     # -- opening and counting -------------------------------------------------
@@ -299,6 +364,7 @@ class PyAVSource(VideoSource):
             self.close()
             raise VideoDecodeError(self.path, "no frame could be decoded")
         self._pending = first
+        self._turns = _quarter_turns(first)
         if first.pts is not None:
             self._start_pts = first.pts
 
@@ -434,10 +500,12 @@ class PyAVSource(VideoSource):
         return item
 
     def _to_array(self, frame: Any) -> np.ndarray:
-        width, height = self.info.width, self.info.height
+        width, height = self._decode_size
         if width <= 0 or height <= 0:  # size unknown from the header: take the first frame's
-            width, height = _scaled_size(frame.width, frame.height, self._short_side)
-            self.info = replace(self.info, width=width, height=height)
+            width, height = self._decode_size = _scaled_size(frame.width, frame.height,
+                                                             self._short_side)
+            shown = _displayed(width, height, self._turns)
+            self.info = replace(self.info, width=shown[0], height=shown[1])
         # Always pass the size: streams may change resolution part-way, batches may not.
         return frame.to_ndarray(format="rgb24", width=width, height=height)
 
@@ -463,7 +531,7 @@ class PyAVSource(VideoSource):
         missing = [i for i in wanted.tolist() if i not in got]
         if missing:
             self._fill_past_end(missing, got)
-        return np.stack([got[i] for i in wanted.tolist()])
+        return _upright(np.stack([got[i] for i in wanted.tolist()]), self._turns)
 
     def _fill_past_end(self, missing: list[int], got: dict[int, np.ndarray]) -> None:
         """The stream ended (or broke) before these indices: clamp them to its last frame."""

@@ -43,7 +43,9 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, .
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(_walk(path, globs))
+            found = _walk(path, globs)
+            # "clip.mp4/" holding no media was meant as a file: keep it so it is reported.
+            out.extend(found if found or media_kind(path) is None else [path])
         else:
             out.append(path)
     return out
@@ -130,7 +132,8 @@ class ClipReader:
 
         kind = media_kind(path)
         if not path.exists():
-            raise InputError(path, "no such file or directory")
+            raise InputError(path, "broken symbolic link (no target, or a loop)"
+                             if path.is_symlink() else "no such file or directory")
         if path.is_dir():
             raise InputError(path, "is a directory, not a media file")
         if kind is None:

@@ -19,9 +19,14 @@ DEFAULT_TIMEOUT_S = 120.0
 def _init_worker() -> None:
     # A forked child must not enter the parent's OpenMP pool (it would deadlock,
     # as DataLoader workers also avoid); parallelism comes from the workers.
+    import faulthandler
+
     import torch
 
     torch.set_num_threads(1)
+    # A decoder crash is reported by the parent as one line; a C-level stack dump
+    # inherited from the parent's faulthandler (pytest enables one) is noise.
+    faulthandler.disable()
 
 
 def _describe_crash(exc: BaseException) -> str:
