@@ -93,11 +93,12 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
               show_default=True)
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
               show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int,
+              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
 @click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
 @click.option("--device", default="auto", show_default=True)
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
-            video_backend: str, batch_size: int, workers: int | None, device: str) -> None:
+            video_backend: str, batch_size: int | None, workers: int | None, device: str) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
     MODEL is a run directory, a checkpoint, or an encoder name such as
@@ -167,12 +168,13 @@ def _echo_csv(row: list[Any]) -> None:
 @click.option("--out", type=click.Path(), help="Folder for report.json and confusion_matrix.png.")
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
               show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int,
+              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
 @click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
-             crops: str, out: str | None, video_backend: str, batch_size: int,
+             crops: str, out: str | None, video_backend: str, batch_size: int | None,
              workers: int | None, device: str, quiet: bool) -> None:
     """Accuracy, per-class metrics and a confusion matrix of MODEL on --data.
 
@@ -236,7 +238,8 @@ def _print_report(report: Any) -> None:
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
               show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int,
+              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
 @click.option("--workers", type=int, default=None, help="Decode worker processes. [auto]")
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds one file may take to decode before it is recorded as failed.")
@@ -244,7 +247,7 @@ def _print_report(report: Any) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, top_k: int,
-          video_backend: str, batch_size: int, workers: int | None, timeout: float, device: str,
+          video_backend: str, batch_size: int | None, workers: int | None, timeout: float, device: str,
           quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 

@@ -76,7 +76,7 @@ def test_label_good_and_bad_files(three_class_checkpoint: Path, media_folder: Pa
 def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint: Path,
                                                           media_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
-    predictor = Predictor(load_model(three_class_checkpoint), workers=0, batch_size=4)
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0)
     files = find_files([media_folder])
     first = label_files(predictor, files[:4], out)
     assert (first.done, first.skipped) == (4, 0)
@@ -91,7 +91,7 @@ def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint
 
 def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Path,
                                   tmp_path: Path) -> None:
-    predictor = Predictor(load_model(three_class_checkpoint), workers=0, batch_size=4)
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0)
     files = find_files([media_folder])
     full = tmp_path / "full.jsonl"
     label_files(predictor, files, full)
@@ -104,7 +104,7 @@ def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Pa
 
 def _label_cmd(model: Path, folder: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "xmodal", "label", str(folder), "--model", str(model),
-            "--out", str(out), "--quiet", "--workers", "1", "--batch-size", "4"]
+            "--out", str(out), "--quiet", "--workers", "1"]
 
 
 def test_kill_9_then_resume_equals_uninterrupted_run(three_class_checkpoint: Path,

@@ -110,13 +110,19 @@ def describe_failure(exc: BaseException) -> str:
 class Predictor:
     """Classifies files, folders, arrays and PIL images; the CLI and ``xmodal.load`` share it.
 
-    Views are run through the encoder in batches of exactly ``batch_size``
-    (the last one padded), so a file's scores do not depend on which other
-    files shared its batch: a resumed labelling run writes the same numbers.
+    Batching decides whether a resumed labelling run writes the same numbers as an
+    uninterrupted one. oneDNN's CPU kernels round a frame's result differently depending on
+    the other frames in its batch (last digits), so on the CPU (``batch_size=None``) every
+    file runs alone, its frames in passes of one clip's worth: scores depend on the file only,
+    and the CPU loses nothing, as larger batches are slower per frame there (they spill out
+    of the caches). With ``batch_size`` clips (default 32 on a GPU), stills and clips share
+    forward passes of exactly ``batch_size`` clips' worth of frames (the last one padded),
+    which keeps the GPU busy; scores can then differ from run to run in the last digits.
     """
 
     def __init__(self, models: LoadedModel | Sequence[LoadedModel], *, device: str = "auto",
-                 video_backend: str = "auto", batch_size: int = 32, workers: int | None = None,
+                 video_backend: str = "auto", batch_size: int | None = None,
+                 workers: int | None = None,
                  top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
                  window_s: float | None = None, stride_s: float | None = None,
                  timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
@@ -130,7 +136,10 @@ class Predictor:
         self.classes = first.classes
         self.reader = ClipReader(first.frames, first.input_size, first.resize_size, video_backend,
                                  clips=clips, crops=crops, window_s=window_s, stride_s=stride_s)
-        self.batch_size = max(1, batch_size)
+        # One file per batch on the CPU unless asked otherwise (see the class docstring).
+        self.per_file = batch_size is None and self.device.type != "cuda"
+        self.batch_size = max(1, batch_size or (1 if self.per_file else 32))
+        self.batch_frames = self.batch_size * max(m.frames for m in self.models)
         self.workers = workers
         self.timeout_s = timeout_s
         self.top_k = max(1, min(top_k, len(self.classes)))
@@ -164,19 +173,22 @@ class Predictor:
         pool = DecodePool(self.reader, workers=self._workers_for(len(items)),
                           timeout_s=self.timeout_s, describe_error=describe_failure)
         pending: list[tuple[int, torch.Tensor, dict[str, Any]]] = []
-        queued_views = 0
+        queued_frames = 0
         for index, result, error in reporter.track(pool.imap(items), total=len(items),
                                                    desc="predict"):
             views = None if result is None else result[0]
-            if pending and (views is None or views.shape[1:] != pending[0][1].shape[1:]
-                            or queued_views >= self.batch_size):
+            # Records leave in input order: a failure (or another frame size) flushes the queue.
+            if pending and (views is None or views.shape[2:] != pending[0][1].shape[2:]):
                 yield from self._flush(pending)
-                pending, queued_views = [], 0
+                pending, queued_frames = [], 0
             if views is None:
                 yield index, None, {}, error
-            else:
-                pending.append((index, views, result[1]))
-                queued_views += len(views)
+                continue
+            pending.append((index, views, result[1]))
+            queued_frames += views.shape[0] * views.shape[1]
+            if self.per_file or queued_frames >= self.batch_frames:
+                yield from self._flush(pending)
+                pending, queued_frames = [], 0
         if pending:
             yield from self._flush(pending)
 
@@ -186,32 +198,48 @@ class Predictor:
         # Starting worker processes costs more than it saves for a handful of files.
         return 0 if count <= 2 else min(4, os.cpu_count() or 1)
 
-    @torch.inference_mode()
     def probabilities(self, views: torch.Tensor) -> torch.Tensor:
-        """Fused softmax probabilities for (N, T, 3, H, W) uint8 views, in fixed-size batches."""
+        """Fused softmax probabilities (N, K) for (N, T, 3, H, W) uint8 views."""
+        return self._fused([views])[0]
+
+    @torch.inference_mode()
+    def _fused(self, groups: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Probabilities (N_i, K) for groups of (N_i, T_i, 3, H, W) views that share batches:
+        every frame is classified, then each view pools its own frames' logits."""
+        frames = torch.cat([g.flatten(0, 1) for g in groups])
+        total: list[torch.Tensor] | None = None
+        for m in self.models:
+            logits = self._frame_logits(m.model, frames)
+            probs, start = [], 0
+            for g in groups:
+                n, t = g.shape[:2]
+                probs.append(m.model.pool(logits[start:start + n * t].view(n, t, -1)).softmax(-1))
+                start += n * t
+            total = probs if total is None else [a + b for a, b in zip(total, probs, strict=True)]
+        assert total is not None
+        return [(p / len(self.models)).cpu() for p in total]
+
+    def _frame_logits(self, model: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
+        """Float logits (F, K) from passes of ``batch_frames`` frames (the last one padded,
+        unless each file runs alone)."""
         out = []
-        for start in range(0, len(views), self.batch_size):
-            chunk = views[start:start + self.batch_size]
+        for start in range(0, len(frames), self.batch_frames):
+            chunk = frames[start:start + self.batch_frames]
             real = len(chunk)
-            if real < self.batch_size:
-                pad = chunk[:1].expand(self.batch_size - real, *chunk.shape[1:])
+            if real < self.batch_frames and not self.per_file:
+                pad = chunk[:1].expand(self.batch_frames - real, *chunk.shape[1:])
                 chunk = torch.cat([chunk, pad])
             chunk = chunk.to(self.device, non_blocking=True)
-            total = None
-            for m in self.models:
-                with autocast(self.device, self.bf16):
-                    probs = m.model(chunk).float().softmax(-1)
-                total = probs if total is None else total + probs
-            out.append((total / len(self.models))[:real].cpu())
+            with autocast(self.device, self.bf16):
+                logits = model.frame_logits(chunk.unsqueeze(1))[:, 0]
+            out.append(logits[:real].float())
         return torch.cat(out)
 
     def _flush(self, pending: list[tuple[int, torch.Tensor, dict[str, Any]]]
                ) -> Iterator[tuple[int, torch.Tensor, dict[str, Any], None]]:
-        probs = self.probabilities(torch.cat([views for _, views, _ in pending]))
-        start = 0
-        for index, views, info in pending:
-            yield index, probs[start:start + len(views)], info, None
-            start += len(views)
+        probs = self._fused([views for _, views, _ in pending])
+        for (index, _, info), file_probs in zip(pending, probs, strict=True):
+            yield index, file_probs, info, None
 
     def _record(self, name: str, probs: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
         """File-level prediction (mean over the averaged views) plus one entry per window."""

@@ -76,10 +76,13 @@ class FrameClassifier(nn.Module):
         features = self.encoder(self.normalise(clips.flatten(0, 1)))
         return self.head(self.dropout(features)).view(b, t, -1)
 
+    def pool(self, frame_logits: Tensor) -> Tensor:
+        """(B, T, K) per-frame logits -> (B, K): the temporal consensus."""
+        return frame_logits.mean(1) if self.pooling == "mean" else frame_logits.amax(1)
+
     def forward(self, clips: Tensor) -> Tensor:
         """Clip-level logits (B, K): per-frame logits pooled over time."""
-        logits = self.frame_logits(clips)
-        return logits.mean(1) if self.pooling == "mean" else logits.amax(1)
+        return self.pool(self.frame_logits(clips))
 
 
 def build_classifier(backbone: str, num_classes: int, weights: str = "imagenet",
