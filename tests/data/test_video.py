@@ -360,7 +360,8 @@ def test_stream_that_ends_early_clamps_to_the_last_decodable_frame(
         again = source.get_frames([0, 59])
     found = identities(frames, 60)
     assert found[:2] == [0, 5]
-    assert real_end - 2 <= found[2] <= real_end - 1  # the last frame (maybe damaged)
+    # The last frame; the cut damages the last few, which FFmpeg conceals with earlier content.
+    assert real_end - 4 <= found[2] <= real_end - 1
     np.testing.assert_array_equal(frames[2], frames[3])
     # The damaged last frame is error-concealed, which FFmpeg's frame threads do not make
     # bit-exact from run to run; it must still be the same frame.

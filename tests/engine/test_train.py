@@ -100,3 +100,38 @@ def test_bad_files_are_skipped_and_counted(tiny_dataset: Path, tmp_path: Path) -
     result = fit(_cfg(data, tmp_path / "run", val_split=0.0))
     assert len(result.skipped_files) == 1
     assert "broken.mp4" in result.skipped_files[0]
+
+
+def test_hostile_csv_names_are_data_and_nothing_is_written_outside_the_outputs(tmp_path: Path) -> None:
+    """Class names that look like paths or formulas, and paths that climb out of the CSV's
+    folder, are read as data: training, labelling and the CSV export write only where asked."""
+    import csv as csv_module
+
+    from tests.utils import write_image
+    from xmodal.engine.label import label_files
+
+    outside = tmp_path / "elsewhere"
+    for i in range(4):
+        write_image(outside / f"a{i}.jpg", size=(40 + i, 30))
+        write_image(outside / f"b{i}.png", size=(30, 40 + i))
+    table = tmp_path / "inputs" / "data.csv"
+    table.parent.mkdir()
+    labels = {"a": "../../pwned", "b": "=HYPERLINK(\"http://x\")"}
+    with table.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv_module.writer(fh)
+        for f in sorted(outside.iterdir()):
+            writer.writerow([f"../elsewhere/{f.name}", labels[f.name[0]]])
+    before = {p for p in tmp_path.rglob("*")}
+    run = tmp_path / "run"
+    fit(load_config(None, csv=str(table), modality="image", frames=1, epochs=1, batch_size=4,
+                    workers=0, out=str(run), val_split=0.0, warmup_epochs=0.0, input_size=64))
+    _, meta = load_checkpoint(run)
+    assert sorted(meta["classes"]) == sorted(labels.values())
+    out = tmp_path / "labels.csv"
+    summary = label_files(load(str(run)), sorted(outside.iterdir()), out)
+    assert summary.done == 8
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert all(p == out or p == run or run in p.parents for p in created), created
+    assert not list(tmp_path.parent.rglob("pwned*"))
+    rows = list(csv_module.DictReader(out.open(encoding="utf-8")))
+    assert {r["label"] for r in rows} <= {"../../pwned", "'=HYPERLINK(\"http://x\")"}

@@ -101,8 +101,11 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
 
 
 def _limit_worker_threads(worker_id: int) -> None:
-    # Decode workers each get a share of the cores; torch inside a worker needs one.
+    # Decode workers each get a share of the cores; torch and the decoder inside need one.
+    from xmodal.data.video import set_decoder_threads
+
     torch.set_num_threads(1)
+    set_decoder_threads(1)
 
 
 def describe(samples: Sequence[Any]) -> str:

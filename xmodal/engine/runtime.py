@@ -44,10 +44,11 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move to the device; channels_last on GPU where convolutions prefer NHWC."""
-    model = model.to(device)
+    """Move to the device, in channels_last memory: cuDNN's and oneDNN's NHWC convolutions are
+    the fast ones (on 2 CPU cores EfficientNet-Lite0 runs 1.5x faster than in NCHW,
+    tools/bench_label.py and bench_train.py)."""
+    model = model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     return model
 

@@ -46,11 +46,9 @@ class FitResult:
 
 
 def _to_device(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # (B, T, C, H, W) -> NHWC memory per frame, matching the channels_last model.
     clips = clips.to(device, non_blocking=True)
-    if device.type == "cuda":
-        # (B, T, C, H, W) -> NHWC memory per frame, matching the channels_last model.
-        clips = clips.contiguous(memory_format=torch.channels_last_3d) if clips.ndim == 5 else clips
-    return clips
+    return clips.contiguous(memory_format=torch.channels_last_3d) if clips.ndim == 5 else clips
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,

@@ -23,7 +23,10 @@ def _init_worker() -> None:
 
     import torch
 
+    from xmodal.data.video import set_decoder_threads
+
     torch.set_num_threads(1)
+    set_decoder_threads(1)
     # A decoder crash is reported by the parent as one line; a C-level stack dump
     # inherited from the parent's faulthandler (pytest enables one) is noise.
     faulthandler.disable()

@@ -61,7 +61,8 @@ class FrameClassifier(nn.Module):
         if images.dtype != torch.uint8:
             x = x * 255
         x = (x - self.mean) / self.std
-        if x.is_cuda:  # prepare_model puts CNNs in channels_last on GPU; match it
+        # prepare_model puts the CNN in channels_last; a model left in NCHW gets NCHW input.
+        if _is_channels_last(self.encoder):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -83,6 +84,14 @@ class FrameClassifier(nn.Module):
     def forward(self, clips: Tensor) -> Tensor:
         """Clip-level logits (B, K): per-frame logits pooled over time."""
         return self.pool(self.frame_logits(clips))
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the first convolution's weights are in NHWC memory (the whole model was moved)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.weight.is_contiguous(memory_format=torch.channels_last)
+    return False
 
 
 def build_classifier(backbone: str, num_classes: int, weights: str = "imagenet",
