@@ -42,7 +42,7 @@ def main() -> None:
         ("import timm", [py, "-c", "import timm"]),
         ("import xmodal.cli", [py, "-c", "import xmodal.cli"]),
         ("import + load_model(efficientnet_lite0)", [py, "-c", load]),
-        (f"xmodal predict {ENCODER} CLIP (batch 32, default)", predict),
+        (f"xmodal predict {ENCODER} CLIP (default batching)", predict),
         (f"xmodal predict {ENCODER} CLIP --batch-size 1", [*predict, "--batch-size", "1"]),
     ]
     rows = []
