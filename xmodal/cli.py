@@ -45,6 +45,8 @@ def cli() -> None:
 @click.option("--finetune", type=click.Choice(FINETUNE_MODES), help="Which weights train. [full]")
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Temporal consensus. [mean]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [light]")
+@click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
+@click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")
 @click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
 @click.option("--val-split", type=float, help="Held-out fraction, stratified by file. [0.2]")
 @click.option("--patience", type=int, help="Stop after N epochs without val improvement.")

@@ -56,6 +56,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     accumulate: int = 1
     augment: str = "light"
+    mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
     patience: int | None = None
     precision: str = "auto"
@@ -90,6 +92,9 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.image_ratio is not None and not 0.0 < self.image_ratio < 1.0:
             raise ConfigError(f"image_ratio must be in (0, 1), got {self.image_ratio}")
         return self

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from xmodal.data.transforms import AUGMENT_PRESETS, eval_transform, to_clip_tensor, train_transform
+from xmodal.data.transforms import (
+    AUGMENT_PRESETS,
+    batch_mixer,
+    eval_transform,
+    to_clip_tensor,
+    train_transform,
+)
 
 
 def _random_frame(seed: int, height: int = 48, width: int = 64) -> torch.Tensor:
@@ -83,3 +89,63 @@ def test_eval_transform_resizes_shorter_side_then_crops_centre() -> None:
     out = eval_transform(20, resize_size=20)(frame)
     assert out.shape == (1, 3, 20, 20)
     assert out[0, 0, 10].float().mean() > 200 and out[0, 0, 0].float().mean() < 10
+
+
+def _distinct_clips(b: int = 4, t: int = 3, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip i is filled with the constant 40*(i+1), so a mixed pixel tells its sources apart."""
+    clips = torch.stack([torch.full((t, 3, size, size), 40 * (i + 1), dtype=torch.uint8)
+                         for i in range(b)])
+    return clips, torch.arange(b) % 3
+
+
+def test_batch_mixer_off_when_both_alphas_are_zero() -> None:
+    assert batch_mixer(0.0, 0.0, 3) is None
+
+
+def test_mixup_mixes_every_frame_of_a_clip_with_one_coefficient() -> None:
+    torch.manual_seed(0)
+    clips, labels = _distinct_clips()
+    mixed, soft = batch_mixer(0.8, 0.0, 3)(clips, labels)
+    assert mixed.dtype == torch.float32 and mixed.shape == clips.shape
+    assert torch.allclose(soft.sum(1), torch.ones(4))
+    source = clips.float() / 255
+    for i in range(4):
+        values = mixed[i].unique()
+        assert len(values) == 1  # one coefficient for all frames and pixels of the clip
+        # a convex combination of this clip and its neighbour in the batch (torchvision rolls by 1)
+        a, b = source[i].flatten()[0], source[i - 1].flatten()[0]
+        lam = (values[0] - b) / (a - b)
+        assert 0.0 <= lam <= 1.0
+        one_hot = torch.eye(3)
+        expected = lam * one_hot[labels[i]] + (1 - lam) * one_hot[labels[i - 1]]
+        assert torch.allclose(soft[i], expected, atol=1e-5)
+
+
+def test_cutmix_cuts_one_box_for_all_frames() -> None:
+    torch.manual_seed(1)
+    clips, labels = _distinct_clips(t=4, size=32)
+    mixed, soft = batch_mixer(0.0, 1.0, 3)(clips, labels)
+    source = clips.float() / 255
+    for i in range(4):
+        pasted = mixed[i] != source[i]  # (T, C, H, W): where the neighbour's pixels went
+        assert torch.equal(pasted, pasted[:1].expand_as(pasted))  # the same box in every frame
+        assert torch.allclose(mixed[i][pasted], source[i - 1][pasted])
+        kept = 1 - pasted[0, 0].float().mean()
+        assert torch.allclose(soft[i].max(), torch.maximum(kept, 1 - kept), atol=1e-5) or \
+            labels[i] == labels[i - 1]
+
+
+def test_mixup_and_cutmix_train(tmp_path) -> None:
+    """A short run with both on goes through the real training loop and logs an accuracy."""
+    from tests.utils import write_image
+    from xmodal.config import load_config
+    from xmodal.engine.train import fit
+
+    for c in ("a", "b"):
+        for i in range(4):
+            write_image(tmp_path / "data" / c / f"{i}.png", size=(40, 30))
+    cfg = load_config(None, data=str(tmp_path / "data"), modality="image", frames=1, epochs=1,
+                      batch_size=4, workers=0, out=str(tmp_path / "run"), val_split=0.0,
+                      warmup_epochs=0.0, input_size=64, mixup=0.8, cutmix=1.0)
+    result = fit(cfg)
+    assert result.history[0]["train_loss"] > 0 and 0.0 <= result.history[0]["train_acc"] <= 1.0

@@ -57,3 +57,30 @@ def train_transform(size: int, preset: str = "light") -> ClipTransform:
         steps += [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05),
                   v2.TrivialAugmentWide()]
     return v2.Compose(steps)
+
+
+BatchMixer = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def batch_mixer(mixup: float, cutmix: float, num_classes: int) -> BatchMixer | None:
+    """MixUp and/or CutMix (torchvision.transforms.v2) for uint8 clip batches, or None if both are 0.
+
+    The returned function maps (B, T, C, H, W) uint8 clips and (B,) labels to float clips in
+    [0, 1] and (B, K) soft labels. The frames of a clip are mixed with one coefficient and cut
+    with one box: T is folded into the channels for the call, so every frame gets the same draw.
+    """
+    from torchvision.transforms import v2
+
+    made = [cls(alpha=alpha, num_classes=num_classes)
+            for alpha, cls in ((mixup, v2.MixUp), (cutmix, v2.CutMix)) if alpha > 0]
+    if not made:
+        return None
+    mix = made[0] if len(made) == 1 else v2.RandomChoice(made)
+
+    def apply(clips: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        b, t, c, h, w = clips.shape
+        images = clips.reshape(b, t * c, h, w).float().div_(255)
+        images, soft = mix(images, labels)
+        return images.reshape(b, t, c, h, w), soft
+
+    return apply

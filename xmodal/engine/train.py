@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from xmodal.config import TrainConfig, dump_yaml, load_config
+from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader
 from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
@@ -54,8 +55,13 @@ def _to_device(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
                     device: torch.device, cfg: TrainConfig, *, bf16: bool = False,
-                    reporter: Reporter | None = None, desc: str = "train") -> EpochResult:
-    """One pass over ``loader``; steps the optimiser every ``cfg.accumulate`` batches."""
+                    reporter: Reporter | None = None, desc: str = "train",
+                    mixer: BatchMixer | None = None) -> EpochResult:
+    """One pass over ``loader``; steps the optimiser every ``cfg.accumulate`` batches.
+
+    With a ``mixer`` (MixUp/CutMix) the loss is taken against the mixed soft labels and the
+    reported accuracy against each clip's dominant label.
+    """
     reporter = reporter or Reporter()
     set_train_mode(_unwrap(model))
     total_loss, correct, seen, skipped = 0.0, 0, 0, []
@@ -66,9 +72,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if clips is None:
             continue
         clips, labels = _to_device(clips, device), labels.to(device, non_blocking=True)
+        targets = labels
+        if mixer is not None:
+            clips, targets = mixer(clips, labels)
+            labels = targets.argmax(1)
         with autocast(device, bf16):
             logits = model(clips)
-        loss = criterion(logits.float(), labels)
+        loss = criterion(logits.float(), targets)
         (loss / cfg.accumulate).backward()
         pending += 1
         if pending == cfg.accumulate:
@@ -162,6 +172,7 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     steps = max(1, -(-len(train_loader) // cfg.accumulate))
     scheduler = build_scheduler(optimizer, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mixer = batch_mixer(cfg.mixup, cfg.cutmix, len(split.classes))
     if dist_info.enabled:
         reporter.info(f"distributed: {dist_info.world_size} processes; effective batch size "
                       f"{cfg.batch_size * dist_info.world_size * cfg.accumulate} = {cfg.batch_size} "
@@ -184,7 +195,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         net = _distributed_wrapper(model, device) if dist_info.enabled else model
         start = time.perf_counter()
         tr = train_one_epoch(net, train_loader, optimizer, scheduler, criterion, device, cfg,
-                             bf16=bf16, reporter=reporter, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                             bf16=bf16, reporter=reporter, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                             mixer=mixer)
         distributed.broadcast_buffers(model)
         va = evaluate(model, val_loader, criterion, device, bf16=bf16,
                       reporter=reporter) if val_loader else None
