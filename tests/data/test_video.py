@@ -490,3 +490,21 @@ def test_decoders_are_imported_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_decord_native_log_lines_are_silenced_unless_debugging(
+    debug: bool, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decord's C++ prints its own "[HH:MM:SS] video_reader.cc:NN: ERROR ..." to fd 2; the user
+    gets our one line instead (XMODAL_DEBUG=1 keeps decord's, for debugging)."""
+    pytest.importorskip("decord")
+    if debug:
+        monkeypatch.setenv("XMODAL_DEBUG", "1")
+    else:
+        monkeypatch.delenv("XMODAL_DEBUG", raising=False)
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoDecodeError, match="decord cannot open it"):
+        open_video(path, backend="decord")
+    assert ("video_reader.cc" in capfd.readouterr().err) is debug

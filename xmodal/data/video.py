@@ -109,12 +109,14 @@ def _one_line(exc: BaseException, path: Path | None = None) -> str:
 def _native_stderr_silenced() -> Iterator[None]:
     """decord's C++ logs every failure to fd 2 itself ("[12:00:00] video_reader.cc:86: ERROR
     ..."), around our one-line message; the reason still reaches the user, once, through the
-    exception."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to silence
-        saved = None
+    exception. XMODAL_DEBUG=1 keeps them, with the tracebacks."""
+    saved = None
+    if not os.environ.get("XMODAL_DEBUG"):
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to silence
+            saved = None
     if saved is None:
         yield
         return
