@@ -254,6 +254,7 @@ def _check_reason(case: Case, reason: str) -> None:
     assert "Traceback" not in reason
     # decord stamps its messages with the time of day; a reason must not change run to run.
     assert not re.search(r"\[\d\d:\d\d:\d\d\]|\.cc:\d+", reason), reason
+    assert "Check failed" not in reason, reason  # decord's C++ assertion text is not a reason
     if case.reason:
         assert re.search(case.reason, reason), reason
 

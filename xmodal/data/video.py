@@ -43,6 +43,9 @@ _FALLBACK_FPS = 25.0
 # decord prefixes its messages with "[HH:MM:SS] /src/file.cc:LINE: ", which would make the
 # recorded reason differ from run to run.
 _DECORD_LOG_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ")
+# ...and its failed assertions with the C++ expression: "Check failed: f(&x, ...) >= 0 (-22 vs. 0)
+# Cannot create buffer source"; the words after it are the reason.
+_DECORD_CHECK = re.compile(r"Check failed: .*? \(-?\d+ vs\. -?\d+\)\s*")
 
 SeekStrategy = Literal["auto", "sequential", "seek"]
 
@@ -100,7 +103,7 @@ def _one_line(exc: BaseException, path: Path | None = None) -> str:
     text = getattr(exc, "strerror", None) or str(exc)  # FFmpeg errors: drop "[Errno N]" and path
     if path is not None:
         text = text.replace(f"'{path}'", "").replace(str(path), "")
-    text = _DECORD_LOG_PREFIX.sub("", text)
+    text = _DECORD_CHECK.sub("", _DECORD_LOG_PREFIX.sub("", text))
     text = " ".join(text.split()).strip(" :.") or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
