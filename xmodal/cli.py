@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,21 @@ EXIT_FAILED_INPUTS = 1
 @click.version_option(__version__, prog_name="xmodal")
 def cli() -> None:
     """Classify videos and still images with one fine-tuned CNN."""
+
+
+def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The decoding and device options that predict, eval and label share."""
+    options = [
+        click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
+                     show_default=True),
+        click.option("--batch-size", type=int,
+                     help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]"),
+        click.option("--workers", type=int, default=None, help="Decode worker processes. [auto]"),
+        click.option("--device", default="auto", show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 # --------------------------------------------------------------------------- train
@@ -93,12 +109,7 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
-@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
-              show_default=True)
-@click.option("--batch-size", type=int,
-              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
-@click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
-@click.option("--device", default="auto", show_default=True)
+@_inference_options
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
             video_backend: str, batch_size: int | None, workers: int | None, device: str) -> None:
     """Classify images and videos (files or folders) with MODEL.
@@ -168,12 +179,7 @@ def _echo_csv(row: list[Any]) -> None:
 @click.option("--clips", type=int, default=1, show_default=True, help="TSN clips per video.")
 @click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True)
 @click.option("--out", type=click.Path(), help="Folder for report.json and confusion_matrix.png.")
-@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
-              show_default=True)
-@click.option("--batch-size", type=int,
-              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
-@click.option("--workers", type=int, default=None, help="Decode workers. [auto]")
-@click.option("--device", default="auto", show_default=True)
+@_inference_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
              crops: str, out: str | None, video_backend: str, batch_size: int | None,
@@ -238,14 +244,9 @@ def _print_report(report: Any) -> None:
 @click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
-@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
-              show_default=True)
-@click.option("--batch-size", type=int,
-              help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]")
-@click.option("--workers", type=int, default=None, help="Decode worker processes. [auto]")
+@_inference_options
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds one file may take to decode before it is recorded as failed.")
-@click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, top_k: int,

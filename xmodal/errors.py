@@ -16,6 +16,13 @@ class XmodalError(Exception):
     exit_code = 2
 
 
+def missing_reason(path: PathLike[str]) -> str:
+    """Why a path that does not exist cannot be read: a link to nowhere (or to itself), or nothing."""
+    from pathlib import Path
+
+    return "broken symbolic link (no target, or a loop)" if Path(path).is_symlink() else "no such file"
+
+
 def _located(path: str | PathLike[str] | None, reason: str) -> str:
     return f"{path}: {reason}" if path is not None else reason
 

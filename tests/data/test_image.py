@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests import media_factory as mf
 from tests.utils import frame_pattern, write_image
 from xmodal.data.image import IMAGE_EXTENSIONS, load_image
 from xmodal.errors import ImageDecodeError
@@ -128,68 +127,27 @@ def test_animated_gif_gives_its_first_frame(tmp_path: Path) -> None:
 # -- errors ------------------------------------------------------------------------------
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _truncated(ext: str):
-    def make(tmp_path: Path) -> Path:
-        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        path = write_image(tmp_path / f"noise{ext}", noise)
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-        return path
-
-    return make
-
-
-def _garbage(tmp_path: Path) -> Path:
-    path = tmp_path / "garbage.jpg"
-    path.write_bytes(np.random.default_rng(1).bytes(2048))
+def _truncated(path: Path) -> Path:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = write_image(path, noise).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 
-def _text_png(tmp_path: Path) -> Path:
-    path = tmp_path / "readme.png"
-    path.write_text("not an image\n")
-    return path
-
-
-def _zero_byte(tmp_path: Path) -> Path:
-    path = tmp_path / "empty.jpg"
-    path.touch()
-    return path
-
-
-def _zero_by_zero(tmp_path: Path) -> Path:
-    header = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
-    path = tmp_path / "empty.png"
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b"")
-    )
-    return path
-
-
-def _missing(tmp_path: Path) -> Path:
-    return tmp_path / "missing.png"
-
-
-def _directory(tmp_path: Path) -> Path:
-    path = tmp_path / "photos.jpg"
-    path.mkdir()
+def _missing(path: Path) -> Path:
     return path
 
 
 @pytest.mark.parametrize(
-    "make",
-    [_truncated(".jpg"), _truncated(".png"), _garbage, _text_png, _zero_byte, _zero_by_zero,
-     _missing, _directory],
+    ("name", "make"),
+    [("noise.jpg", _truncated), ("noise.png", _truncated), ("garbage.jpg", mf.random_bytes),
+     ("readme.png", mf.text_file), ("empty.jpg", mf.zero_byte), ("empty.png", mf.zero_size_png),
+     ("missing.png", _missing), ("photos.jpg", mf.directory), ("loop.jpg", mf.symlink_to_itself)],
     ids=["truncated-jpg", "truncated-png", "garbage", "text-png", "zero-byte", "0x0",
-         "missing", "directory"],
+         "missing", "directory", "symlink-loop"],
 )
-def test_unreadable_images_raise_one_line_errors(make, tmp_path: Path) -> None:
-    path = make(tmp_path)
+def test_unreadable_images_raise_one_line_errors(name: str, make, tmp_path: Path) -> None:
+    path = make(tmp_path / name)
     with pytest.raises(ImageDecodeError) as info:
         load_image(path)
     message = str(info.value)

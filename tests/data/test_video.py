@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import media_factory as mf
 from tests.utils import frame_pattern, write_video
 from xmodal.data import video as video_mod
 from xmodal.data.sampling import TSNSampler, UniformSampler
@@ -211,9 +212,7 @@ CODECS = [
 @pytest.fixture(scope="module")
 def rotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Stored landscape (64x48) with a display matrix turning it 90 degrees, as phones write."""
-    from tests import media_factory
-
-    return media_factory.rotated_video(tmp_path_factory.mktemp("rot") / "portrait.mp4", 90)
+    return mf.rotated_video(tmp_path_factory.mktemp("rot") / "portrait.mp4", 90)
 
 
 @pytest.mark.parametrize("backend", ["pyav", "auto"])
@@ -383,42 +382,21 @@ def test_pyav_header_overcount_is_corrected(tmp_path: Path) -> None:
             assert np.abs(last.astype(np.int16) - again.astype(np.int16)).mean() < 1.0
 
 
-def _zero_byte(tmp_path: Path) -> Path:
-    path = tmp_path / "empty.mp4"
-    path.touch()
-    return path
-
-
-def _random_bytes(tmp_path: Path) -> Path:
-    path = tmp_path / "noise.mp4"
-    path.write_bytes(np.random.default_rng(0).bytes(4096))
-    return path
-
-
-def _text_avi(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.avi"
-    path.write_text("this is not a video\n" * 50)
-    return path
-
-
-def _missing(tmp_path: Path) -> Path:
-    return tmp_path / "missing.mp4"
-
-
-def _directory(tmp_path: Path) -> Path:
-    path = tmp_path / "folder.mp4"
-    path.mkdir()
+def _missing(path: Path) -> Path:
     return path
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize(
-    "make", [_zero_byte, _random_bytes, _text_avi, _missing, _directory],
-    ids=["zero-byte", "random-bytes", "text-avi", "missing", "directory"],
+    ("name", "make"),
+    [("empty.mp4", mf.zero_byte), ("noise.mp4", mf.random_bytes), ("notes.avi", mf.text_file),
+     ("missing.mp4", _missing), ("folder.mp4", mf.directory), ("loop.mp4", mf.symlink_to_itself)],
+    ids=["zero-byte", "random-bytes", "text-avi", "missing", "directory", "symlink-loop"],
 )
-def test_unreadable_files_raise_one_line_errors(backend: str, make, tmp_path: Path) -> None:
+def test_unreadable_files_raise_one_line_errors(backend: str, name: str, make,
+                                                tmp_path: Path) -> None:
     _needs_decord(backend)
-    path = make(tmp_path)
+    path = make(tmp_path / name)
     with pytest.raises(VideoDecodeError) as info:
         with open_video(path, backend) as source:
             source.get_frames([0])

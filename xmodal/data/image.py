@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal.errors import ImageDecodeError
+from xmodal.errors import ImageDecodeError, missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     path = Path(path)
     if not path.exists():
-        raise ImageDecodeError(path, "broken symbolic link (no target, or a loop)"
-                               if path.is_symlink() else "no such file")
+        raise ImageDecodeError(path, missing_reason(path))
     if path.is_dir():
         raise ImageDecodeError(path, "is a directory, not an image file")
     try:

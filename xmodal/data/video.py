@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from xmodal.data.sampling import FrameSampler
-from xmodal.errors import ConfigError, VideoDecodeError
+from xmodal.errors import ConfigError, VideoDecodeError, missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 def _check_path(path: Path) -> None:
     """Reject what no decoder can read before handing it to native code (decord can abort)."""
     if not path.exists():
-        raise VideoDecodeError(path, "broken symbolic link (no target, or a loop)"
-                               if path.is_symlink() else "no such file")
+        raise VideoDecodeError(path, missing_reason(path))
     if path.is_dir():
         raise VideoDecodeError(path, "is a directory, not a video file")
     if not os.access(path, os.R_OK):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmodal.errors import InputError, VideoDecodeError
+from xmodal.errors import InputError, VideoDecodeError, missing_reason
 
 
 def media_kind(path: Path) -> str | None:
@@ -132,8 +132,7 @@ class ClipReader:
 
         kind = media_kind(path)
         if not path.exists():
-            raise InputError(path, "broken symbolic link (no target, or a loop)"
-                             if path.is_symlink() else "no such file or directory")
+            raise InputError(path, missing_reason(path))
         if path.is_dir():
             raise InputError(path, "is a directory, not a media file")
         if kind is None:
