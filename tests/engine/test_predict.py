@@ -71,3 +71,21 @@ def test_batched_passes_are_full_and_mix_stills_with_clips(counted, media_folder
         assert a["label"] == b["label"] and a["path"] == b["path"]
         assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
         assert max(abs(x["score"] - y["score"]) for x, y in zip(a["top"], b["top"], strict=True)) < 1e-4
+
+
+def test_an_empty_folder_is_reported_and_the_other_files_still_predicted(
+        three_class_checkpoint: Path, media_folder: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from xmodal.cli import cli
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    photo = next(media_folder.rglob("*.jpg"))
+    records = Predictor(load_model(three_class_checkpoint), workers=0).predict([str(empty), str(photo)])
+    assert records[0] == {"path": str(empty), "error": "folder holds no video or image files"}
+    assert records[1]["path"] == str(photo) and "label" in records[1]
+    run = CliRunner().invoke(cli, ["predict", str(three_class_checkpoint), str(empty), str(photo)])
+    assert run.exit_code == 1
+    assert f"xmodal: {empty}: folder holds no video or image files" in run.output
+    assert str(photo) in run.output

@@ -33,11 +33,13 @@ def media_kind(path: Path) -> str | None:
     return None
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, ...] = ()) -> list[Path]:
+def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, ...] = (),
+                 keep_empty: bool = False) -> list[Path]:
     """Files as given; folders recursed in sorted order, each real folder visited once.
 
     ``globs`` (e.g. ``("*.mp4",)``) replaces the extension test for files found
-    in folders; files named explicitly are always kept and reported if bad.
+    in folders; files named explicitly are always kept and reported if bad. A folder with no
+    media is kept itself (to be reported) when named like a video, or always with ``keep_empty``.
     """
     out: list[Path] = []
     for raw in paths:
@@ -45,7 +47,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, .
         if path.is_dir():
             found = _walk(path, globs)
             # "clip.mp4/" holding no media was meant as a file: keep it so it is reported.
-            out.extend(found if found or media_kind(path) is None else [path])
+            out.extend(found if found or (media_kind(path) is None and not keep_empty) else [path])
         else:
             out.append(path)
     return out
@@ -134,7 +136,8 @@ class ClipReader:
         if not path.exists():
             raise InputError(path, missing_reason(path))
         if path.is_dir():
-            raise InputError(path, "is a directory, not a media file")
+            raise InputError(path, "is a directory, not a media file" if kind is not None
+                             else "folder holds no video or image files")
         if kind is None:
             raise InputError(path, f"unsupported file type {path.suffix or '(no extension)'!r}")
         if kind == "image":

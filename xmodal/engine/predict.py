@@ -269,10 +269,10 @@ def _normalise_inputs(inputs: Any) -> list[Any]:
         if isinstance(item, (str, os.PathLike)):
             paths.append(item)
         else:
-            items.extend(expand_paths(paths))
+            items.extend(expand_paths(paths, keep_empty=True))
             paths = []
             items.append(item)
-    items.extend(expand_paths(paths))
+    items.extend(expand_paths(paths, keep_empty=True))
     return items
 
 
