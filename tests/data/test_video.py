@@ -321,6 +321,44 @@ def test_pyav_seeks_only_when_sparse(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert seeks == [30, 58]  # sparse: jump to the keyframes before 30 and 58
 
 
+@pytest.mark.parametrize("ext", [".mkv", ".ts"])
+def test_pyav_seeks_in_containers_without_a_sample_index(
+    ext: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MKV lists its keyframes in cues that FFmpeg reads on the first seek; MPEG-TS lists none,
+    so the keyframe interval is learned from the keyframes decoded. Either way sparse frames
+    must be reached by seeking (not by decoding the whole file), B-frames included."""
+    path = write_video(tmp_path / f"gop8{ext}", 96, gop=8, options={"preset": "fast", "bf": "2"})
+    wanted = [5, 20, 45, 70, 93]
+    with PyAVSource(path, strategy="sequential") as source:
+        expected = source.get_frames(wanted)
+    assert identities(expected, 96) == wanted
+    decoded: list[int] = []
+    real_next = PyAVSource._next_frame
+
+    def counting(self: PyAVSource) -> tuple[int, object] | None:
+        item = real_next(self)
+        if item is not None:
+            decoded.append(item[0])
+        return item
+
+    monkeypatch.setattr(PyAVSource, "_next_frame", counting)
+    with PyAVSource(path) as source:
+        np.testing.assert_array_equal(source.get_frames(wanted), expected)
+        assert source._can_seek  # no seek misfired (that would fall back to one pass)
+    # One pass would decode 94 frames; seeking skips most GOPs between the wanted frames.
+    assert len(decoded) < 60, decoded
+
+
+def test_extrapolated_keyframe() -> None:
+    extrapolate = video_mod._extrapolated_keyframe
+    assert extrapolate([0], 50) is None  # one keyframe gives no interval
+    assert extrapolate([0, 30], 93) == 90
+    assert extrapolate([0, 30], 59) == 30
+    assert extrapolate([0, 30, 60], 45) == 30  # inside what was seen: the real one
+    assert extrapolate([10, 40], 5) is None  # before the first keyframe seen
+
+
 # -- broken and lying files ------------------------------------------------------------------
 
 
@@ -408,45 +446,72 @@ def test_unreadable_files_raise_one_line_errors(backend: str, name: str, make,
 # -- auto backend ----------------------------------------------------------------------------
 
 
-def test_auto_falls_back_to_pyav_when_decord_cannot_open(
-    h264: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    decord = pytest.importorskip("decord")
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("simulated decord failure")
-
-    monkeypatch.setattr(decord, "VideoReader", broken)
-    with pytest.raises(VideoDecodeError, match="simulated decord failure"):
-        open_video(h264, "decord")
+def test_auto_serves_with_pyav(h264: Path) -> None:
     with open_video(h264, "auto") as source:
         assert source.backend == "pyav"
         assert identities(source.get_frames([3, 40]), 48) == [3, 40]
 
 
-def test_auto_falls_back_to_pyav_when_decord_fails_mid_decode(
+def _break_pyav_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: PyAVSource) -> None:
+        raise VideoDecodeError(self.path, "not a readable video (simulated)")
+
+    monkeypatch.setattr(PyAVSource, "_open", broken)
+
+
+def test_auto_falls_back_to_decord_when_pyav_cannot_open(
+    h264: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("decord")
+    _break_pyav_open(monkeypatch)
+    with open_video(h264, "auto") as source:
+        assert source.backend == "decord"
+        assert identities(source.get_frames([3, 40]), 48) == [3, 40]
+
+
+def test_auto_falls_back_to_decord_when_pyav_fails_mid_decode(
     h264: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("decord")
 
-    def broken(self: video_mod.DecordSource, indices: list[int]) -> np.ndarray:
-        raise VideoDecodeError(self.path, "decord failed to decode (simulated)")
+    def broken(self: PyAVSource, indices: list[int]) -> np.ndarray:
+        raise VideoDecodeError(self.path, "no frame could be decoded (simulated)")
 
-    monkeypatch.setattr(video_mod.DecordSource, "_batch", broken)
+    monkeypatch.setattr(PyAVSource, "get_frames", broken)
     with open_video(h264, "auto") as source:
-        assert source.backend == "decord"
-        frames = source.get_frames([3, 40])
         assert source.backend == "pyav"
+        frames = source.get_frames([3, 40])
+        assert source.backend == "decord"
     assert identities(frames, 48) == [3, 40]
 
 
-def test_auto_without_decord_uses_pyav(h264: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_reports_both_reasons_when_both_fail(
+    h264: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decord = pytest.importorskip("decord")
+    _break_pyav_open(monkeypatch)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated decord failure")
+
+    monkeypatch.setattr(decord, "VideoReader", broken)
+    with pytest.raises(VideoDecodeError) as info:
+        open_video(h264, "auto")
+    assert "not a readable video (simulated)" in info.value.reason
+    assert "simulated decord failure" in info.value.reason
+    assert "\n" not in str(info.value)
+
+
+def test_auto_without_decord_reports_pyavs_reason(
+    h264: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_decord(*args: object, **kwargs: object) -> None:
         raise ImportError("No module named 'decord'")
 
+    _break_pyav_open(monkeypatch)
     monkeypatch.setattr(video_mod, "DecordSource", no_decord)
-    with open_video(h264) as source:
-        assert source.backend == "pyav"
+    with pytest.raises(VideoDecodeError, match=r"not a readable video \(simulated\)$"):
+        open_video(h264)
 
 
 def test_unknown_backend_is_a_config_error(h264: Path) -> None:

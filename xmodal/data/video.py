@@ -2,7 +2,7 @@
 
 Real files lie about their frame counts, break part-way and come in old codecs,
 so every backend clamps indices past the real end to the last decodable frame,
-and "auto" falls back from decord (fast) to PyAV (tolerant). decord and av are
+and "auto" falls back from PyAV to decord for a file PyAV cannot read. decord and av are
 imported lazily so ``import xmodal`` stays fast.
 """
 
@@ -39,6 +39,10 @@ BACKENDS = ("auto", "decord", "pyav")
 _DEFAULT_KEYFRAME_INTERVAL = 250
 # Seeking costs a decoder flush; skip it when it would save only a few frames.
 _MIN_FRAMES_SAVED_BY_SEEK = 4
+# Frames to aim before the expected keyframe when seeking in a file without an index
+# (B-frame reordering puts the keyframe's packet after frames shown before it).
+_UNINDEXED_SEEK_MARGIN = 8
+_MAX_UNINDEXED_SEEK_MARGIN = 64
 _FALLBACK_FPS = 25.0
 # decord prefixes its messages with "[HH:MM:SS] /src/file.cc:LINE: ", which would make the
 # recorded reason differ from run to run.
@@ -187,8 +191,18 @@ def _displayed(width: int, height: int, turns: int) -> tuple[int, int]:
     return (height, width) if turns % 2 else (width, height)
 
 
-def _probe(path: Path) -> tuple[int, int, int] | None:
-    """(width, height, quarter turns) of the stored frames via PyAV; None if unreadable.
+@dataclass(frozen=True)
+class _Probe:
+    """What PyAV's header (and first frame) say about the stored frames."""
+
+    width: int
+    height: int
+    turns: int
+    container: str
+
+
+def _probe(path: Path) -> _Probe | None:
+    """The stored frames' size, quarter turns and the container format; None if unreadable.
 
     The size comes from the header; the rotation rides on decoded frames, so the first
     frame is decoded (a keyframe: a millisecond or two).
@@ -201,7 +215,7 @@ def _probe(path: Path) -> tuple[int, int, int] | None:
             if ctx.width <= 0 or ctx.height <= 0:
                 return None
             first = next(container.decode(video=0), None)
-            return ctx.width, ctx.height, _quarter_turns(first)
+            return _Probe(ctx.width, ctx.height, _quarter_turns(first), container.format.name)
     except Exception:  # noqa: BLE001 - any failure just means "unknown"
         return None
 
@@ -218,12 +232,17 @@ class DecordSource(VideoSource):
 
         self._decord = decord
         native = _probe(self.path)
-        if native and native[2]:
+        if native and native.turns:
             # decord 3.4 turns such frames but then scales them back to the stored shape
             # (or fails in get_batch when asked for the upright shape).
             raise VideoDecodeError(self.path, f"decord cannot decode a rotated video "
-                                              f"({90 * native[2]} degrees) upright")
-        self._size = _scaled_size(*native[:2], short_side) if native else (-1, -1)
+                                              f"({90 * native.turns} degrees) upright")
+        if native and native.container == "mpegts":
+            # Measured with decord 3.4: seeks in MPEG-TS with 8 s keyframe intervals hang or
+            # fail after seconds ("Unable to handle EOF"); PyAV reads them.
+            raise VideoDecodeError(self.path, "decord cannot seek reliably in MPEG-TS; "
+                                              "use --video-backend pyav or auto")
+        self._size = _scaled_size(native.width, native.height, short_side) if native else (-1, -1)
         self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
         num_frames = len(self._reader)
         fps = float(self._reader.get_avg_fps()) or _FALLBACK_FPS
@@ -305,6 +324,17 @@ class DecordSource(VideoSource):
         self._reader = None
 
 
+def _extrapolated_keyframe(seen: list[int], index: int) -> int | None:
+    """Where the keyframe before ``index`` should be if the stream keeps the keyframe interval
+    seen so far (encoders use a fixed one); None before two keyframes were seen."""
+    if len(seen) < 2 or seen[-1] - seen[-2] <= 0:
+        return None
+    last, interval = seen[-1], seen[-1] - seen[-2]
+    if index <= last:
+        return max(k for k in seen if k <= index) if seen[0] <= index else None
+    return last + (index - last) // interval * interval
+
+
 @dataclass
 class _DecodePosition:
     """Where PyAV's decoder is: the frame iterator, last index decoded, whether we seeked."""
@@ -336,6 +366,7 @@ class PyAVSource(VideoSource):
         if strategy not in ("auto", "sequential", "seek"):
             raise ValueError(f"unknown PyAV strategy {strategy!r}")
         self._strategy = strategy
+        self._indexed: bool | None = None
         self._container: Any = None
         self._start_pts: int = 0
         self._open()
@@ -345,6 +376,7 @@ class PyAVSource(VideoSource):
         self._time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
         self._frames_per_tick = float(self._time_base * self._rate)
         self._can_seek = strategy != "sequential"
+        self._seek_margin = _UNINDEXED_SEEK_MARGIN
         ctx = stream.codec_context
         self._decode_size = _scaled_size(ctx.width, ctx.height, short_side)
         self._short_side = short_side
@@ -372,9 +404,11 @@ class PyAVSource(VideoSource):
         # for 8 spread-out frames (it refills its pipeline after every seek and decodes ahead
         # past the last wanted frame).
         self._stream.codec_context.thread_count = _decoder_threads
+        self._load_keyframe_index()
         self._pos = _DecodePosition()
         self._last: tuple[int, Any] | None = None  # (index, frame) last decoded
         self._pending: Any = None
+        self._keyframes: set[int] = set()  # keyframe indices seen while decoding
         # Peek at the first frame: it proves the file decodes at all, and its pts is the
         # origin of frame indices (stream.start_time can disagree, e.g. H.264 in AVI).
         first = self._pull()
@@ -385,6 +419,18 @@ class PyAVSource(VideoSource):
         self._turns = _quarter_turns(first)
         if first.pts is not None:
             self._start_pts = first.pts
+
+    def _load_keyframe_index(self) -> None:
+        """Matroska/WebM read their keyframe index (cues) on the first seek only; seek to the
+        start once so the seek-or-decode choice knows the keyframes from the first request."""
+        if "matroska" not in self._container.format.name:
+            return
+        import av
+
+        try:
+            self._container.seek(self._stream.start_time or 0, stream=self._stream, backward=True)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.debug("%s: no keyframe index (%s)", self.path, _one_line(exc))
 
     def _count_frames(self, fps: float) -> tuple[int, float]:
         """Header frame count, else duration*fps, else a demux pass (packets, no decoding)."""
@@ -425,15 +471,27 @@ class PyAVSource(VideoSource):
     def _pts_of(self, index: int) -> int:
         return self._start_pts + math.floor(index / (self._time_base * self._rate))
 
+    def _has_index(self) -> bool:
+        """Whether the container indexed the whole stream up front (MP4, MOV, AVI, MKV cues);
+        decided once, as demuxers of other formats add entries while they read."""
+        if self._indexed is None:
+            entries = getattr(self._stream, "index_entries", None)
+            duration = self._stream.duration or (
+                (self._container.duration or 0) / 1_000_000 / self._time_base)
+            end_pts = self._start_pts + duration * 0.5
+            self._indexed = bool(entries is not None and len(entries) >= 2
+                                 and entries[len(entries) - 1].timestamp >= end_pts)
+        return self._indexed
+
     def _keyframe_before(self, index: int) -> int | None:
-        """Index of the last keyframe at or before ``index`` from the container index, if any."""
-        entries = getattr(self._stream, "index_entries", None)
-        if entries is None or len(entries) < 2:  # no index (e.g. MKV before its first seek)
-            return None
-        pos = entries.search_timestamp(self._pts_of(index), backward=True)
-        if pos < 0:
-            return None
-        return round((entries[pos].timestamp - self._start_pts) * self._frames_per_tick)
+        """The last keyframe at or before ``index``: from the container's index, else guessed
+        from the keyframes decoded so far (MPEG-TS has no index), else unknown."""
+        entries = self._stream.index_entries if self._has_index() else None
+        if entries is not None:
+            pos = entries.search_timestamp(self._pts_of(index), backward=True)
+            if pos >= 0:
+                return round((entries[pos].timestamp - self._start_pts) * self._frames_per_tick)
+        return _extrapolated_keyframe(sorted(self._keyframes), index)
 
     # -- decoding ---------------------------------------------------------------
     def _should_seek(self, target: int) -> bool:
@@ -450,8 +508,15 @@ class PyAVSource(VideoSource):
     def _seek(self, target: int) -> None:
         import av
 
+        aim = target
+        if not self._has_index():
+            # Without an index FFmpeg seeks by timestamp search (MPEG-TS, MPEG-PS) and lands
+            # on a packet near the aim; decoding resumes at the next keyframe, which must not
+            # lie past the target. Aim a little before the keyframe expected there.
+            keyframe = self._keyframe_before(target)
+            aim = max(0, (target if keyframe is None else keyframe) - self._seek_margin)
         try:
-            self._container.seek(self._pts_of(target), stream=self._stream, backward=True)
+            self._container.seek(self._pts_of(aim), stream=self._stream, backward=True)
         except (av.FFmpegError, OSError, ValueError) as exc:
             log.debug("%s: seek failed (%s); decoding sequentially", self.path, _one_line(exc))
             self._restart()
@@ -502,6 +567,8 @@ class PyAVSource(VideoSource):
                 return None  # the seek did not land on a keyframe before the target
             self._pos.index = index
             self._last = item
+            if frame.key_frame:
+                self._keyframes.add(index)
             if index >= target:
                 return item
 
@@ -512,10 +579,21 @@ class PyAVSource(VideoSource):
         elif self._pos.index is not None and target <= self._pos.index:
             self._restart()
         item = self._decode_until(target)
+        while item is None and self._pos.seeked and self._widen_seek_margin():
+            self._seek(target)
+            item = self._decode_until(target)
         if item is None and self._pos.seeked:
             self._restart()
             item = self._decode_until(target)
         return item
+
+    def _widen_seek_margin(self) -> bool:
+        """After a seek without an index overshot the target, aim twice as far back next time
+        (timestamp search in MPEG-TS is coarser in small files); False once that stops paying."""
+        if self._has_index() or self._seek_margin >= _MAX_UNINDEXED_SEEK_MARGIN:
+            return False
+        self._seek_margin *= 2
+        return True
 
     def _to_array(self, frame: Any) -> np.ndarray:
         width, height = self._decode_size
@@ -573,8 +651,14 @@ class PyAVSource(VideoSource):
 
 
 class AutoSource(VideoSource):
-    """decord first; PyAV when decord cannot open the file, cannot seek in it, or fails on
-    the frames asked for. ``backend`` says which one is serving."""
+    """PyAV first, decord when PyAV cannot open the file or decode the frames asked for.
+
+    PyAV's reader picks, per file and per request, between one sequential pass and seeks
+    from the sampled indices and the keyframe interval, and measured at least as fast as
+    decord's ``get_batch`` on every benchmark kind (docs/performance.md); decord also hangs
+    or fails on some MPEG-TS files and mis-seeks in AVIs without timestamps. ``backend``
+    says which one is serving.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, short_side: int | None = None) -> None:
         self.path = Path(path)
@@ -582,41 +666,33 @@ class AutoSource(VideoSource):
         self._short_side = short_side
         self._inner: VideoSource
         try:
-            decord_source = DecordSource(self.path, short_side=short_side)
-        except (VideoDecodeError, ImportError) as exc:
-            self._inner = self._pyav(exc)
-        else:
-            self._inner = decord_source
-            if decord_source.reads_in_order:
-                self._prefer_pyav(decord_source)
+            self._inner = PyAVSource(self.path, short_side=short_side)
+        except VideoDecodeError as exc:
+            self._inner = self._decord(exc)
         self.backend = self._inner.backend
         self.info = self._inner.info
 
-    def _prefer_pyav(self, decord_source: DecordSource) -> None:
-        """PyAV can seek where decord cannot; keep decord (reading in order) if PyAV fails."""
+    def _decord(self, cause: VideoDecodeError) -> VideoSource:
+        """decord after PyAV failed; if decord fails too, both reasons are kept."""
+        log.info("%s: %s; trying decord", self.path, cause.reason)
         try:
-            self._inner = PyAVSource(self.path, short_side=self._short_side)
+            source = DecordSource(self.path, short_side=self._short_side)
+        except ImportError:
+            raise cause from None
         except VideoDecodeError as exc:
-            log.debug("%s: PyAV failed too (%s); decord reads in order", self.path, exc.reason)
-        else:
-            decord_source.close()
-
-    def _pyav(self, cause: BaseException) -> VideoSource:
-        decord_reason = getattr(cause, "reason", None) or f"decord unavailable ({cause})"
-        log.info("%s: %s; using PyAV", self.path, decord_reason)
-        try:
-            return PyAVSource(self.path, short_side=self._short_side)
-        except VideoDecodeError as exc:
-            raise VideoDecodeError(self.path, f"{exc.reason}; {decord_reason}") from exc
+            raise VideoDecodeError(self.path, f"{cause.reason}; {exc.reason}") from exc
+        if source.reads_in_order:
+            log.info("%s: decord cannot seek in it either; reading it in order", self.path)
+        return source
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         try:
             frames = self._inner.get_frames(indices)
         except VideoDecodeError as exc:
-            if self._inner.backend != "decord":
+            if self._inner.backend != "pyav":
                 raise
             self._inner.close()
-            self._inner = self._pyav(exc)
+            self._inner = self._decord(exc)
             self.backend = self._inner.backend
             frames = self._inner.get_frames(indices)
         self.info = self._inner.info
@@ -629,7 +705,7 @@ class AutoSource(VideoSource):
 def open_video(
     path: str | os.PathLike[str], backend: str = "auto", *, short_side: int | None = None
 ) -> VideoSource:
-    """Open a video with "decord", "pyav" or "auto" (decord, falling back to PyAV).
+    """Open a video with "decord", "pyav" or "auto" (PyAV, falling back to decord).
 
     ``short_side`` decodes straight to a smaller size (shorter side = short_side,
     aspect kept, never upscaled), which is much cheaper than resizing afterwards.
