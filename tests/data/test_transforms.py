@@ -149,3 +149,27 @@ def test_mixup_and_cutmix_train(tmp_path) -> None:
                       warmup_epochs=0.0, input_size=64, mixup=0.8, cutmix=1.0)
     result = fit(cfg)
     assert result.history[0]["train_loss"] > 0 and 0.0 <= result.history[0]["train_acc"] <= 1.0
+
+
+# Shapes (T, C, H, W): landscape, portrait, square, an upscale, odd sizes, and already at size.
+@pytest.mark.parametrize("shape", [(8, 3, 360, 640), (1, 3, 480, 300), (2, 3, 100, 100),
+                                   (1, 3, 201, 179), (3, 3, 256, 341), (1, 3, 257, 999)])
+def test_resize_and_centre_crop_equal_torchvisions(shape: tuple[int, ...]) -> None:
+    """Inference resizes without torchvision (start-up time), so it must match it exactly."""
+    from torchvision.transforms import v2
+
+    from xmodal.data.transforms import center_crop, resize_shorter_side
+
+    clip = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    expected = v2.Resize(256, antialias=True)(clip)
+    resized = resize_shorter_side(clip, 256)
+    assert resized.dtype == torch.uint8
+    torch.testing.assert_close(resized, expected, rtol=0, atol=0)
+    torch.testing.assert_close(center_crop(resized, 224), v2.CenterCrop(224)(expected), rtol=0, atol=0)
+
+
+def test_centre_crop_refuses_a_clip_smaller_than_the_crop() -> None:
+    from xmodal.data.transforms import center_crop
+
+    with pytest.raises(ValueError, match="cannot centre-crop 224x224 from 100x300"):
+        center_crop(torch.zeros(1, 3, 100, 300, dtype=torch.uint8), 224)

@@ -114,20 +114,19 @@ class ClipReader:
 
     def _views(self, frames: np.ndarray) -> list[torch.Tensor]:
         """Resize the shorter side, then 1 centre crop or 3 crops along the longer side."""
-        from torchvision.transforms.v2 import functional as F
+        from xmodal.data.transforms import center_crop, resize_shorter_side
 
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        clip = F.resize(clip, self.resize_size if self.crops == 1 else self.input_size,
-                        antialias=True)
+        clip = resize_shorter_side(clip, self.resize_size if self.crops == 1 else self.input_size)
         if self.crops == 1:
-            return [F.center_crop(clip, [self.input_size, self.input_size])]
+            return [center_crop(clip, self.input_size)]
         h, w = clip.shape[-2:]
         s = self.input_size
         if w >= h:
             boxes = [(0, (h - s) // 2), ((w - s) // 2, (h - s) // 2), (w - s, (h - s) // 2)]
         else:
             boxes = [((w - s) // 2, 0), ((w - s) // 2, (h - s) // 2), ((w - s) // 2, h - s)]
-        return [F.crop(clip, top, left, s, s) for left, top in boxes]
+        return [clip[..., top:top + s, left:left + s] for left, top in boxes]
 
     def _decode_file(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
         from xmodal.data.image import load_image

