@@ -37,6 +37,9 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Clips' worth of frames per forward pass. [32 on a GPU, 1 on the CPU]"),
         click.option("--workers", type=int, default=None, help="Decode worker processes. [auto]"),
         click.option("--device", default="auto", show_default=True),
+        click.option("--compile", "compile_model", is_flag=True,
+                     help="torch.compile the encoder: each new input shape compiles first "
+                          "(tens of seconds), then runs faster; for long runs."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -70,6 +73,8 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--workers", type=int, help="Decode worker processes. [2]")
 @click.option("--seed", type=int, help="Random seed. [0]")
 @click.option("--device", help="auto | cpu | cuda. [auto]")
+@click.option("--compile/--no-compile", default=None,
+              help="torch.compile the encoder (slow first batch, then faster). [no]")
 @click.option("--out", type=click.Path(), help="Run directory to write.")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue the run in RUN_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -111,7 +116,8 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
               show_default=True)
 @_inference_options
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
-            video_backend: str, batch_size: int | None, workers: int | None, device: str) -> None:
+            video_backend: str, batch_size: int | None, workers: int | None, device: str,
+            compile_model: bool) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
     MODEL is a run directory, a checkpoint, or an encoder name such as
@@ -130,7 +136,8 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     if not paths:
         raise click.UsageError("give at least one image, video or folder to predict")
     predictor = Predictor(_load_models(models), device=device, video_backend=video_backend,
-                          batch_size=batch_size, workers=workers, top_k=top_k)
+                          batch_size=batch_size, workers=workers, top_k=top_k,
+                          compile=compile_model)
     failed = 0
     if fmt == "csv":
         _echo_csv(csv_header(predictor.top_k))
@@ -183,7 +190,7 @@ def _echo_csv(row: list[Any]) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
              crops: str, out: str | None, video_backend: str, batch_size: int | None,
-             workers: int | None, device: str, quiet: bool) -> None:
+             workers: int | None, device: str, compile_model: bool, quiet: bool) -> None:
     """Accuracy, per-class metrics and a confusion matrix of MODEL on --data.
 
     \b
@@ -202,7 +209,7 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
     dist = distributed.init(device)
     predictor = Predictor(_load_models(refs), device=distributed.device_for(dist, device),
                           video_backend=video_backend, batch_size=batch_size, workers=workers,
-                          clips=clips, crops=int(crops))
+                          clips=clips, crops=int(crops), compile=compile_model)
     report = evaluate_folder(predictor, data, modality=modality,
                              reporter=TqdmReporter(quiet=quiet or not dist.is_main))
     if not dist.is_main:
@@ -251,7 +258,7 @@ def _print_report(report: Any) -> None:
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, top_k: int,
           video_backend: str, batch_size: int | None, workers: int | None, timeout: float, device: str,
-          quiet: bool) -> None:
+          compile_model: bool, quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
@@ -272,7 +279,7 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
-                          stride_s=stride, timeout_s=timeout)
+                          stride_s=stride, timeout_s=timeout, compile=compile_model)
     reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
     summary = label_sharded(predictor, files, Path(out), overwrite=overwrite, reporter=reporter)
     if not dist.is_main:

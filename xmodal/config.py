@@ -61,6 +61,7 @@ class TrainConfig:
     image_ratio: float | None = None
     patience: int | None = None
     precision: str = "auto"
+    compile: bool = False  # torch.compile the encoder (pays on long GPU runs)
     # run
     seed: int = 0
     device: str = "auto"

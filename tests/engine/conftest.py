@@ -53,3 +53,14 @@ def media_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_image(root / "photos" / f"p{i}.jpg", size=(50 + i, 40))
     (root / "notes.txt").write_text("not media")
     return root
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """torch.compile's caches are per process and keyed on code, not on the model: a model
+    compiled by an earlier test makes a later one recompile on every step. Start and end clean."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

@@ -89,3 +89,17 @@ def test_an_empty_folder_is_reported_and_the_other_files_still_predicted(
     assert run.exit_code == 1
     assert f"xmodal: {empty}: folder holds no video or image files" in run.output
     assert str(photo) in run.output
+
+
+def test_compile_keeps_the_scores(three_class_checkpoint: Path, media_folder: Path, fresh_dynamo) -> None:
+    """--compile goes through torch.compile; the "eager" backend traces the same graph without
+    inductor's minute of code generation, so the scores must not move."""
+    files = [str(f) for f in find_files([media_folder])]
+    plain = Predictor(load_model(three_class_checkpoint), workers=0).predict(files)
+    model = load_model(three_class_checkpoint)
+    compiled = Predictor(model, workers=0, compile="eager").predict(files)
+    assert model.model.encoder._compiled_call_impl is not None
+    for a, b in zip(plain, compiled, strict=True):
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]],
+                                                               abs=1e-5)

@@ -135,3 +135,24 @@ def test_hostile_csv_names_are_data_and_nothing_is_written_outside_the_outputs(t
     assert not list(tmp_path.parent.rglob("pwned*"))
     rows = list(csv_module.DictReader(out.open(encoding="utf-8")))
     assert {r["label"] for r in rows} <= {"../../pwned", "'=HYPERLINK(\"http://x\")"}
+
+
+def test_compile_trains_and_saves_the_same_keys(tiny_dataset: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, fresh_dynamo) -> None:
+    """compile: true reaches the encoder, in place, so checkpoints keep their keys (no
+    "_orig_mod."); the cheap "eager" backend stands in for inductor here."""
+    calls: list[dict] = []
+    real_compile = torch.nn.Module.compile
+
+    def eager_compile(self: torch.nn.Module, *args, **kwargs) -> None:
+        calls.append(kwargs)
+        real_compile(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    compiled = fit(_cfg(tiny_dataset, tmp_path / "c", val_split=0.0, compile=True))
+    plain = fit(_cfg(tiny_dataset, tmp_path / "p", val_split=0.0))
+    assert calls == [{"backend": "inductor"}]
+    weights_c, meta_c = load_checkpoint(compiled.run_dir)
+    weights_p, _ = load_checkpoint(plain.run_dir)
+    assert weights_c.keys() == weights_p.keys()
+    assert all(torch.allclose(weights_c[k].float(), weights_p[k].float(), atol=1e-4) for k in weights_p)

@@ -125,13 +125,13 @@ class Predictor:
                  workers: int | None = None,
                  top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
                  window_s: float | None = None, stride_s: float | None = None,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False) -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
         self.device = resolve_device(device)
         self.bf16 = use_bf16(self.device, precision)
         for m in self.models:
-            prepare_model(m.model, self.device)
+            prepare_model(m.model, self.device, compile=compile)
         first = self.models[0]
         self.classes = first.classes
         self.reader = ClipReader(first.frames, first.input_size, first.resize_size, video_backend,

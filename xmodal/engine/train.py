@@ -162,7 +162,7 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
             model.encoder.pretrained_cfg, input_size=cfg.input_size,
             resize_size=round(cfg.input_size / 0.875))
     pcfg = model.encoder.pretrained_cfg
-    model = prepare_model(model, device)
+    model = prepare_model(model, device, compile=cfg.compile)
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
     train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
                                resize_size=pcfg.resize_size, generator=generator, **shard)
