@@ -80,6 +80,24 @@ def time_model_only(predictor, batches: int, *, nchw: bool = False) -> float:
             model.to(memory_format=torch.channels_last)
 
 
+def time_compiled(device: str, args: argparse.Namespace, batches: int) -> tuple[float, float]:
+    """(videos/s of the compiled encoder, seconds its first call took), on a fresh model."""
+    import torch
+
+    from xmodal.engine.predict import Predictor, load_model
+
+    predictor = Predictor(load_model(ENCODER), device=device, batch_size=args.batch_size,
+                          workers=args.workers, compile=True)
+    shape = (predictor.batch_size, predictor.models[0].frames, 3, predictor.reader.input_size,
+             predictor.reader.input_size)
+    views = torch.randint(0, 256, shape, dtype=torch.uint8, device=predictor.device)
+    start = time.perf_counter()
+    predictor.probabilities(views)
+    _sync(predictor.device)
+    first_s = time.perf_counter() - start
+    return time_model_only(predictor, batches), first_s
+
+
 def _sync(device) -> None:
     import torch
 
@@ -150,6 +168,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="decode workers [2, as the CLI]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-cli", action="store_true", help="skip the subprocess CLI row")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the model-only row with torch.compile (inductor)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args()
     started = note_start()
@@ -217,6 +237,10 @@ def main() -> None:
         ratios.append(["CLI start-up and teardown, s (CLI wall - end-to-end time)",
                        cli_s - len(files) / e2e])
     print(table(["ratio", "value"], ratios))
+    if args.compile:
+        compiled, compile_s = time_compiled(device, args, model_batches)
+        print(f"\n--compile: model only {compiled:.3g} videos/s, {compiled / rates['model only']:.2f}x "
+              f"eager, after {compile_s:.1f} s compiling the first batch shape.")
     print(f"\nComparison, not xmodal's behaviour: model only with the model in NCHW memory: "
           f"{nchw:.3g} videos/s; channels_last is {rates['model only'] / nchw:.2f}x that.")
     if device == "cpu":

@@ -316,15 +316,17 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
 
     files = find_files(folders)
     bad = 0
+    reporter = TqdmReporter(quiet=quiet)
     for result in check_files(files, frames=frames, backend=video_backend, workers=workers,
-                              timeout_s=timeout, reporter=TqdmReporter(quiet=quiet)):
+                              timeout_s=timeout, reporter=reporter):
         bad += not result["ok"]
-        if as_json and (show_all or not result["ok"]):
-            click.echo(json.dumps(result, ensure_ascii=False))
-        elif not result["ok"]:
-            click.echo(f"{result['path']}: {result['error']}")
-        elif show_all:
-            click.echo(f"{result['path']}: ok")
+        with reporter.printing():
+            if as_json and (show_all or not result["ok"]):
+                click.echo(json.dumps(result, ensure_ascii=False))
+            elif not result["ok"]:
+                click.echo(f"{result['path']}: {result['error']}")
+            elif show_all:
+                click.echo(f"{result['path']}: ok")
     click.echo(f"checked {len(files)} files: {len(files) - bad} ok, {bad} cannot be decoded",
                err=True)
     if bad:

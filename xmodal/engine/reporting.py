@@ -6,6 +6,7 @@ bars, the Python API gets the silent default, so both share one code path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -26,6 +27,10 @@ class Reporter:
 
     def warning(self, message: str) -> None:
         log.warning(message)
+
+    def printing(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap output printed while a bar runs, so lines and bar do not interleave."""
+        return contextlib.nullcontext()
 
 
 class TqdmReporter(Reporter):
@@ -56,3 +61,9 @@ class TqdmReporter(Reporter):
         from tqdm import tqdm
 
         tqdm.write(f"warning: {message}", file=sys.stderr)
+
+    def printing(self) -> contextlib.AbstractContextManager[None]:
+        from tqdm import tqdm
+
+        # Clears the bars, lets the caller print (stdout or stderr), redraws them.
+        return tqdm.external_write_mode()

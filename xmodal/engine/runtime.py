@@ -59,8 +59,9 @@ def compile_encoder(model: torch.nn.Module, backend: bool | str) -> None:
     """``torch.compile`` the encoder in place (``--compile``; True means inductor).
 
     In place, so state-dict keys and checkpoints stay as they are. Each new input shape
-    compiles once: on 2 CPU cores EfficientNet-Lite0 took 38 s for its first batch, then
-    ran 1.3x faster (tools/bench_label.py --compile), so it pays on long runs only. If
+    compiles once: on 2 CPU cores EfficientNet-Lite0 took 38 s for its first batch (10 s with
+    inductor's cache warm), then ran 1.3-2x faster (tools/bench_label.py --compile), so it
+    pays on long runs only. If
     compiling fails (no C++ compiler, an unsupported op) the model runs uncompiled after one
     warning from torch, rather than stopping the run.
     """
