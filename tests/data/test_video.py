@@ -350,6 +350,58 @@ def test_pyav_seeks_in_containers_without_a_sample_index(
     assert len(decoded) < 60, decoded
 
 
+# Three non-reference B-frames between references; x264 picks them for panning content (it
+# codes frame_pattern's videos as P-frames only).
+FORCED_B_FRAMES = {"preset": "fast", "x264-params": "bframes=3:b-adapt=0:b-pyramid=none"}
+
+
+def _panning_video(path: Path, num_frames: int) -> tuple[Path, np.ndarray]:
+    """A panning noise texture with B-frames, and all its frames as one full decode gives them."""
+    texture = np.random.default_rng(0).integers(0, 256, (H + num_frames, W + num_frames, 3),
+                                                dtype=np.uint8)
+    frames = [texture[i // 2:i // 2 + H, i:i + W] for i in range(num_frames)]
+    write_video(path, frames=frames, options=FORCED_B_FRAMES)
+    with av.open(str(path)) as container:
+        types = [f.pict_type for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert sum(t == av.video.frame.PictureType.B for t in types) >= num_frames // 2
+    return path, decoded
+
+
+def test_pyav_skips_unreferenced_frames_far_from_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-reference B-frames far before a wanted frame are skipped, never the wanted frames:
+    the frames equal a full decode's, with far fewer frames decoded."""
+    path, truth = _panning_video(tmp_path / "bf.mp4", 120)
+    wanted = [7, 40, 41, 77, 118, 119]
+    count = 0
+    real_next = PyAVSource._next_frame
+
+    def counting(self: PyAVSource) -> tuple[int, object] | None:
+        nonlocal count
+        item = real_next(self)
+        count += item is not None
+        return item
+
+    monkeypatch.setattr(PyAVSource, "_next_frame", counting)
+    with PyAVSource(path, strategy="sequential") as source:
+        np.testing.assert_array_equal(source.get_frames(wanted), truth[wanted])
+    assert count < 90, count  # 120 without skipping
+
+
+def test_pyav_past_the_end_after_skipping_clamps_to_the_real_last_frame(tmp_path: Path) -> None:
+    """A header that overcounts: the end is met while skipping (the last frames before it
+    may be skipped B-frames), so decoding runs again without skipping and clamps to the real
+    last frame."""
+    path, truth = _panning_video(tmp_path / "bf.mp4", 60)
+    with PyAVSource(path) as source:
+        source.info = VideoInfo(200, source.info.fps, 8.0, source.info.width, source.info.height)
+        frames = source.get_frames([10, 150])
+    np.testing.assert_array_equal(frames, truth[[10, 59]])
+
+
 def test_extrapolated_keyframe() -> None:
     extrapolate = video_mod._extrapolated_keyframe
     assert extrapolate([0], 50) is None  # one keyframe gives no interval
