@@ -303,3 +303,20 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path: Path, writer: str) -
     text = _one_line(exc)
     assert text.startswith(f"{path}: refused to load")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name, params_m, gflops, features", [
+    ("efficientnet_lite0", 3.37, 0.384, 1280),  # timm: 4.65M with the 1000-way head, 0.4 GMACs
+    ("resnet18", 11.18, 1.81, 512),  # torchvision: 11.7M with the head, 1.81 GFLOPS
+])
+def test_encoder_facts_for_xmodal_backbones(name: str, params_m: float, gflops: float, features: int,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal.models.zoo import encoder_facts
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, whatever this machine holds
+    facts = encoder_facts(name)
+    assert facts.params_m == pytest.approx(params_m, abs=0.01)
+    assert facts.gflops == pytest.approx(gflops, abs=0.01)
+    assert (facts.features, facts.input_size) == (features, 224)
+    # The default's weights ship in a package; torchvision's are not in an empty cache.
+    assert facts.offline == (name == "efficientnet_lite0")
