@@ -244,6 +244,17 @@ def test_rotation_matches_ffmpegs_own_filter(rotated: Path, short_side: int | No
     assert np.abs(squeezed.astype(int) - theirs).mean() < 4
 
 
+def test_decord_refuses_mpeg_ts_and_auto_reads_it(tmp_path: Path) -> None:
+    """decord hung (or failed after seconds) seeking in MPEG-TS with long keyframe intervals."""
+    pytest.importorskip("decord")
+    path = write_video(tmp_path / "clip.ts", 30, gop=10)
+    with pytest.raises(VideoDecodeError, match="decord cannot seek reliably in MPEG-TS"):
+        open_video(path, "decord")
+    with open_video(path, "auto") as source:
+        assert source.backend == "pyav"
+        assert identities(source.get_frames([2, 25]), 30) == [2, 25]
+
+
 def test_decord_refuses_a_rotated_video_rather_than_squeeze_it(rotated: Path) -> None:
     pytest.importorskip("decord")
     with pytest.raises(VideoDecodeError, match="decord cannot decode a rotated video"):
