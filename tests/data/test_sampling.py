@@ -11,6 +11,7 @@ from xmodal.data.sampling import (
     TSNSampler,
     UniformSampler,
     make_sampler,
+    multi_clip_indices,
     tsn_indices,
     uniform_indices,
     window_bounds,
@@ -85,6 +86,37 @@ def test_tsn_properties(num_frames: int, num_segments: int, train: bool, seed: i
 
 
 # -- uniform -------------------------------------------------------------------------------
+
+
+# -- multi-clip testing --------------------------------------------------------------------
+
+
+def test_clips_are_evenly_offset_inside_segments() -> None:
+    got = np.stack([multi_clip_indices(40, 4, k, 4) for k in range(4)])
+    assert got[:, 0].tolist() == [1, 3, 6, 8]  # 1/8, 3/8, 5/8, 7/8 of a 10-frame segment
+    assert got[0].tolist() == [1, 11, 21, 31]
+
+
+def test_multi_clip_rejects_a_clip_out_of_range() -> None:
+    with pytest.raises(ValueError, match="clip"):
+        multi_clip_indices(40, 4, 2, 2)
+
+
+@given(num_frames=frame_counts, num_segments=segment_counts,
+       num_clips=st.integers(min_value=1, max_value=10), data=st.data())
+def test_multi_clip_properties(num_frames: int, num_segments: int, num_clips: int,
+                               data: st.DataObject) -> None:
+    clip = data.draw(st.integers(min_value=0, max_value=num_clips - 1))
+    idx = multi_clip_indices(num_frames, num_segments, clip, num_clips)
+    assert idx.shape == (num_segments,) and idx.dtype == np.int64
+    assert idx.min() >= 0 and idx.max() < num_frames
+    assert (np.diff(idx) >= 0).all()
+    if num_frames >= num_segments:  # each inside its own segment, as tsn_indices draws them
+        borders = np.arange(num_segments + 1) * num_frames // num_segments
+        assert ((borders[:-1] <= idx) & (idx < borders[1:])).all()
+    # One clip is evaluation's TSN sampling: inference sees the frames validation saw.
+    np.testing.assert_array_equal(multi_clip_indices(num_frames, num_segments, 0, 1),
+                                  tsn_indices(num_frames, num_segments, train=False))
 
 
 def test_uniform_is_centred_and_even() -> None:

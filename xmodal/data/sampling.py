@@ -54,6 +54,24 @@ def tsn_indices(
     return np.clip(np.floor(positions).astype(np.int64), 0, num_frames - 1)
 
 
+def multi_clip_indices(num_frames: int, num_segments: int, clip: int, num_clips: int) -> np.ndarray:
+    """Clip ``clip`` of ``num_clips`` evenly offset TSN samplings, for multi-clip testing.
+
+    Clip k takes the frame at (2k + 1) / (2 num_clips) of each segment; clip 0 of 1 is the
+    segment centres, exactly ``tsn_indices(..., train=False)``, so inference sees the frames
+    training's validation saw.
+    """
+    _check_counts(num_frames, num_segments, "num_segments")
+    if not 0 <= clip < num_clips:
+        raise ValueError(f"clip must be in [0, {num_clips}), got {clip}")
+    seg = np.arange(num_segments, dtype=np.int64)
+    if num_frames >= num_segments:
+        borders = np.arange(num_segments + 1, dtype=np.int64) * num_frames // num_segments
+        starts, ends = borders[:-1], borders[1:]
+        return starts + (2 * clip + 1) * (ends - starts) // (2 * num_clips)
+    return (2 * num_clips * seg + 2 * clip + 1) * num_frames // (2 * num_clips * num_segments)
+
+
 def uniform_indices(num_frames: int, num_samples: int) -> np.ndarray:
     """``num_samples`` evenly spaced frames, each at the centre of its share of the video.
 

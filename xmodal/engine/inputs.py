@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +76,6 @@ def _walk(root: Path, globs: tuple[str, ...]) -> list[Path]:
     return found
 
 
-def multi_clip_indices(num_frames: int, num_segments: int, clip: int, num_clips: int) -> np.ndarray:
-    """Clip ``clip`` of ``num_clips`` evenly offset TSN samplings (clip 0 of 1 = segment centres)."""
-    offset = (clip + 0.5) / num_clips
-    seg = num_frames / num_segments
-    idx = np.floor(np.arange(num_segments) * seg + offset * seg).astype(np.int64)
-    return np.clip(idx, 0, num_frames - 1)
-
-
 @dataclass
 class ClipReader:
     """Decodes one input into its views; picklable so worker processes can run it."""
@@ -96,7 +88,6 @@ class ClipReader:
     crops: int = 1
     window_s: float | None = None
     stride_s: float | None = None
-    _resize: Any = field(default=None, repr=False)
 
     def __call__(self, item: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         if isinstance(item, (str, os.PathLike)):
@@ -144,7 +135,7 @@ class ClipReader:
         return self._decode_video(path)
 
     def _decode_video(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
-        from xmodal.data.sampling import window_bounds
+        from xmodal.data.sampling import multi_clip_indices, window_bounds
         from xmodal.data.video import open_video
 
         with open_video(path, self.backend) as source:
