@@ -156,19 +156,52 @@ def test_read_clip_uses_the_sampler(backend: str, h264: Path) -> None:
     assert [i // 12 for i in found] == [0, 1, 2, 3]  # one frame inside each segment
 
 
+def _resized_as_the_model_does(frames: np.ndarray, size: int) -> np.ndarray:
+    import torch
+
+    from xmodal.data.transforms import resize_shorter_side
+
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    return resize_shorter_side(clip, size).permute(0, 2, 3, 1).numpy()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_short_side_decodes_a_smaller_frame(backend: str, h264: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("size", "short_side", "shape"), [
+    ((W, H), 24, (24, 32)),   # landscape, shrunk
+    ((40, 64), 30, (48, 30)),  # portrait (decord 3.4 cannot decode 48 px wide frames at all)
+    ((W, H), 100, (100, 133)),  # smaller than asked: enlarged, as the model's resize does
+])
+def test_short_side_resizes_each_frame_as_the_model_does(
+    backend: str, size: tuple[int, int], short_side: int, shape: tuple[int, int],
+    tmp_path: Path,
+) -> None:
+    """short_side is an optimisation only: the same pixels as resizing the full-size clip."""
     _needs_decord(backend)
-    with open_video(h264, backend, short_side=24) as source:
-        frames = source.get_frames([0, 30])
-        assert (source.info.width, source.info.height) == (32, 24)
-    assert frames.shape == (2, 24, 32, 3)
-    assert identities(frames, 48) == [0, 30]
-    portrait = write_video(tmp_path / "portrait.mp4", 4, size=(48, 64))
-    with open_video(portrait, backend, short_side=30) as source:
-        assert source.get_frames([1]).shape == (1, 40, 30, 3)
-    with open_video(h264, backend, short_side=480) as source:  # never upscales
-        assert source.get_frames([1]).shape == (1, H, W, 3)
+    path = write_video(tmp_path / "clip.mp4", 12, size=size)
+    indices = [0, 5, 11]
+    with open_video(path, backend) as source:
+        full = source.get_frames(indices)
+    with open_video(path, backend, short_side=short_side) as source:
+        frames = source.get_frames(indices)
+        assert (source.info.height, source.info.width) == shape
+    assert frames.shape == (3, *shape, 3)
+    np.testing.assert_array_equal(frames, _resized_as_the_model_does(full, short_side))
+
+
+def test_short_side_applies_after_turning_upright(rotated: Path) -> None:
+    with open_video(rotated, "pyav") as source:
+        full = source.get_frames([0, 7])
+    with open_video(rotated, "pyav", short_side=24) as source:
+        frames = source.get_frames([0, 7])
+        assert (source.info.width, source.info.height) == (24, 32)
+    np.testing.assert_array_equal(frames, _resized_as_the_model_does(full, 24))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_short_side_must_be_positive(backend: str, h264: Path) -> None:
+    _needs_decord(backend)
+    with pytest.raises(ValueError, match="short_side"):
+        open_video(h264, backend, short_side=0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -33,13 +33,21 @@ def to_clip_tensor(frames: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
 
 
+def shorter_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after torchvision's ``Resize(size)``: shorter side ``size``, aspect kept
+    (the longer side rounded down, as torchvision does)."""
+    if size < 1:
+        raise ValueError(f"resize size must be >= 1, got {size}")
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
 def resize_shorter_side(clip: Tensor, size: int) -> Tensor:
     """torchvision's ``v2.Resize(size, antialias=True)`` for (..., C, H, W) uint8 clips, pixel
     for pixel (tested), from torch alone: importing torchvision costs over 2 s of start-up."""
     height, width = clip.shape[-2:]
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    new_h, new_w = shorter_side_shape(height, width, size)
     if (new_h, new_w) == (height, width):
         return clip
     flat = clip.reshape(-1, *clip.shape[-3:])

@@ -158,16 +158,34 @@ def _as_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
     return array
 
 
-def _scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """Output (width, height) whose shorter side is ``short_side``; never upscales."""
+def _check_short_side(short_side: int | None) -> None:
     if short_side is not None and short_side < 1:
         raise ValueError(f"short_side must be >= 1, got {short_side}")
-    if short_side is None or width <= 0 or height <= 0 or min(width, height) <= short_side:
+
+
+def _resized(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` frame once ``_shrink`` has resized it."""
+    if short_side is None or width <= 0 or height <= 0:
         return width, height
-    scale = short_side / min(width, height)
-    if width <= height:
-        return short_side, max(1, round(height * scale))
-    return max(1, round(width * scale)), short_side
+    from xmodal.data.transforms import shorter_side_shape
+
+    new_h, new_w = shorter_side_shape(height, width, short_side)
+    return new_w, new_h
+
+
+def _shrink(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+    """One (H, W, 3) frame resized as the model's preprocessing resizes a clip (torchvision's
+    ``Resize(short_side, antialias=True)``, pixel-equal), as soon as it is decoded: a stack
+    of full-size frames is never built (8 frames of 1080p: 50 MB, costlier to allocate than
+    to resize)."""
+    if short_side is None:
+        return frame
+    import torch
+
+    from xmodal.data.transforms import resize_shorter_side
+
+    chw = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+    return resize_shorter_side(chw, short_side).permute(1, 2, 0).numpy()
 
 
 def _empty(info: VideoInfo) -> np.ndarray:
@@ -244,20 +262,20 @@ class DecordSource(VideoSource):
             # fail after seconds ("Unable to handle EOF"); PyAV reads them.
             raise VideoDecodeError(self.path, "decord cannot seek reliably in MPEG-TS; "
                                               "use --video-backend pyav or auto")
-        self._size = _scaled_size(native.width, native.height, short_side) if native else (-1, -1)
+        _check_short_side(short_side)
+        self._short_side = short_side
         self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
         num_frames = len(self._reader)
         fps = float(self._reader.get_avg_fps()) or _FALLBACK_FPS
         if native is None:  # the header probe failed: learn the size from frame 0
             height, width = self._batch([0]).shape[1:3]
-            self._size = _scaled_size(width, height, short_side)
-            if self._size != (width, height):
-                self._reader = self._guarded(self._new_reader, "decord cannot open it")
+        else:
+            width, height = native.width, native.height
         # decord mis-seeks in files whose frames carry no timestamps (H.264 in AVI): it
         # silently returns frames of the wrong GOP, so such files are read in order instead.
         self.reads_in_order = not self._guarded(self._has_timestamps, "decord cannot index it")
-        width, height = self._size
-        self.info = VideoInfo(num_frames, fps, num_frames / fps, width, height)
+        self.info = VideoInfo(num_frames, fps, num_frames / fps,
+                              *_resized(width, height, short_side))
 
     def _guarded(self, call: Callable[[], Any], what: str) -> Any:
         """Run a decord call, turning whatever it raises into a one-line VideoDecodeError."""
@@ -270,11 +288,10 @@ class DecordSource(VideoSource):
             raise VideoDecodeError(self.path, f"{what} ({_one_line(exc, self.path)})") from exc
 
     def _new_reader(self) -> Any:
-        width, height = self._size
-        return self._decord.VideoReader(
-            str(self.path), ctx=self._decord.cpu(0), width=width, height=height,
-            num_threads=_decoder_threads,
-        )
+        # decord can scale in the decoder (width=, height=): its pixels differ from the
+        # model's resize, and it measured no faster than resizing the decoded frames.
+        return self._decord.VideoReader(str(self.path), ctx=self._decord.cpu(0),
+                                        num_threads=_decoder_threads)
 
     def _has_timestamps(self) -> bool:
         stamps = self._reader.get_frame_timestamp(range(len(self._reader)))
@@ -320,7 +337,10 @@ class DecordSource(VideoSource):
         if wanted.size == 0:
             return _empty(self.info)
         clamped = np.minimum(wanted, self.info.num_frames - 1).tolist()
-        return self._read_in_order(clamped) if self.reads_in_order else self._batch(clamped)
+        frames = self._read_in_order(clamped) if self.reads_in_order else self._batch(clamped)
+        if self._short_side is None:
+            return frames
+        return np.stack([_shrink(frame, self._short_side) for frame in frames])
 
     def close(self) -> None:
         self._reader = None
@@ -380,13 +400,13 @@ class PyAVSource(VideoSource):
         self._frames_per_tick = float(self._time_base * self._rate)
         self._can_seek = strategy != "sequential"
         self._seek_margin = _UNINDEXED_SEEK_MARGIN
+        _check_short_side(short_side)
         ctx = stream.codec_context
-        self._decode_size = _scaled_size(ctx.width, ctx.height, short_side)
+        self._decode_size = (ctx.width, ctx.height)
         self._short_side = short_side
         fps = float(self._rate)
         num_frames, duration = self._count_frames(fps)
-        width, height = _displayed(*self._decode_size, self._turns)
-        self.info = VideoInfo(num_frames, fps, duration, width, height)
+        self.info = VideoInfo(num_frames, fps, duration, *self._output_size())
 
     # -- opening and counting -------------------------------------------------
     def _open(self) -> None:
@@ -619,15 +639,20 @@ class PyAVSource(VideoSource):
         self._seek_margin *= 2
         return True
 
+    def _output_size(self) -> tuple[int, int]:
+        """(width, height) of the frames get_frames returns: upright, then resized."""
+        return _resized(*_displayed(*self._decode_size, self._turns), self._short_side)
+
     def _to_array(self, frame: Any) -> np.ndarray:
+        """One decoded frame as the (H, W, 3) uint8 RGB array get_frames returns."""
         width, height = self._decode_size
         if width <= 0 or height <= 0:  # size unknown from the header: take the first frame's
-            width, height = self._decode_size = _scaled_size(frame.width, frame.height,
-                                                             self._short_side)
-            shown = _displayed(width, height, self._turns)
+            width, height = self._decode_size = frame.width, frame.height
+            shown = self._output_size()
             self.info = replace(self.info, width=shown[0], height=shown[1])
         # Always pass the size: streams may change resolution part-way, batches may not.
-        return frame.to_ndarray(format="rgb24", width=width, height=height)
+        array = frame.to_ndarray(format="rgb24", width=width, height=height)
+        return _shrink(_upright(array, self._turns), self._short_side)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         wanted = _as_indices(indices)
@@ -651,7 +676,7 @@ class PyAVSource(VideoSource):
         missing = [i for i in wanted.tolist() if i not in got]
         if missing:
             self._fill_past_end(missing, got)
-        return _upright(np.stack([got[i] for i in wanted.tolist()]), self._turns)
+        return np.stack([got[i] for i in wanted.tolist()])
 
     def _fill_past_end(self, missing: list[int], got: dict[int, np.ndarray]) -> None:
         """The stream ended (or broke) before these indices: clamp them to its last frame."""
@@ -731,8 +756,9 @@ def open_video(
 ) -> VideoSource:
     """Open a video with "decord", "pyav" or "auto" (PyAV, falling back to decord).
 
-    ``short_side`` decodes straight to a smaller size (shorter side = short_side,
-    aspect kept, never upscaled), which is much cheaper than resizing afterwards.
+    ``short_side`` resizes every frame as it is decoded, exactly as the model's preprocessing
+    would resize the clip (shorter side = short_side, aspect kept, torchvision's antialiased
+    bilinear ``Resize``), so large frames never pile up at full size.
     """
     if backend == "auto":
         return AutoSource(path, short_side=short_side)

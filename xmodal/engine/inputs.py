@@ -103,12 +103,17 @@ class ClipReader:
     def _n_average(self, info: dict[str, Any]) -> int:
         return self.clips if info["kind"] == "video" else 1
 
+    @property
+    def _short_side(self) -> int:
+        """The shorter side views are cut from: centre crop of resize_size, or 3 crops of input_size."""
+        return self.resize_size if self.crops == 1 else self.input_size
+
     def _views(self, frames: np.ndarray) -> list[torch.Tensor]:
         """Resize the shorter side, then 1 centre crop or 3 crops along the longer side."""
         from xmodal.data.transforms import center_crop, resize_shorter_side
 
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        clip = resize_shorter_side(clip, self.resize_size if self.crops == 1 else self.input_size)
+        clip = resize_shorter_side(clip, self._short_side)  # videos: already done while decoding
         if self.crops == 1:
             return [center_crop(clip, self.input_size)]
         h, w = clip.shape[-2:]
@@ -138,7 +143,7 @@ class ClipReader:
         from xmodal.data.sampling import multi_clip_indices, window_bounds
         from xmodal.data.video import open_video
 
-        with open_video(path, self.backend) as source:
+        with open_video(path, self.backend, short_side=self._short_side) as source:
             meta = source.info
             n = meta.num_frames
             if n < 1:

@@ -1,0 +1,51 @@
+"""ClipReader: the views inference scores must be what training's evaluation transform makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.utils import write_video
+from xmodal.data.sampling import multi_clip_indices
+from xmodal.data.video import open_video
+from xmodal.engine.inputs import ClipReader
+
+pytest.importorskip("av")
+
+
+@pytest.fixture(scope="module")
+def large_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Larger than the model's 256 px resize, so the resize really shrinks."""
+    return write_video(tmp_path_factory.mktemp("inputs") / "clip.mp4", 20, size=(400, 300))
+
+
+def _full_size_clip(path: Path, indices: np.ndarray) -> torch.Tensor:
+    with open_video(path, "pyav") as source:
+        frames = source.get_frames(indices.tolist())
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
+
+
+def test_one_view_equals_the_evaluation_transform(large_clip: Path) -> None:
+    """Frames are resized while decoding (short_side); pixels must not move for it."""
+    from xmodal.data.transforms import eval_transform
+
+    views, info = ClipReader(frames=4, input_size=224, resize_size=256, backend="pyav")(large_clip)
+    expected = eval_transform(224, 256)(_full_size_clip(large_clip, multi_clip_indices(20, 4, 0, 1)))
+    assert views.shape == (1, 4, 3, 224, 224) and info["n_avg"] == 1
+    torch.testing.assert_close(views[0], expected, rtol=0, atol=0)
+
+
+def test_three_crops_span_the_longer_side(large_clip: Path) -> None:
+    from torchvision.transforms import v2
+
+    views, _ = ClipReader(frames=2, input_size=224, resize_size=256, backend="pyav",
+                          clips=2, crops=3)(large_clip)
+    assert views.shape == (6, 2, 3, 224, 224)
+    resized = v2.Resize(224, antialias=True)(_full_size_clip(large_clip,
+                                                             multi_clip_indices(20, 2, 1, 2)))
+    assert resized.shape[-1] == 298  # 400x300 -> 298x224: crops at x = 0, 37, 74
+    for crop, left in zip(views[3:], (0, 37, 74), strict=True):
+        torch.testing.assert_close(crop, resized[..., left:left + 224], rtol=0, atol=0)
