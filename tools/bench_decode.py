@@ -19,6 +19,11 @@ Strategies:
   decord 1t       the same with num_threads=1
   pyav seq        PyAV with its defaults, decode in order, stop after the last wanted frame
   pyav seek       PyAV, for each wanted frame seek to the keyframe before it and decode forward
+
+A last table weighs ways of bringing frames to the model's size: per clip, resizing after
+stacking full-size frames vs resizing each frame as it is decoded (``short_side``, what
+inference does; the pixels must be identical); per frame, torch's resize vs PyAV's reformat
+(swscale), which converts and shrinks in one step but moves pixels.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from _bench_media import (  # noqa: E402
 )
 
 FRAMES = 8
+RESIZE, CROP = 256, 224  # the default encoder's preprocessing
 
 
 def _indices(num_frames: int) -> np.ndarray:
@@ -179,11 +185,85 @@ def check_frames(path: Path) -> dict[str, int]:
     return out
 
 
+def model_clip(path: str, short_side: int | None) -> np.ndarray:
+    """The 224 px clip inference feeds the model: decode, resize to 256, centre crop."""
+    import torch
+
+    from xmodal.data.transforms import center_crop, resize_shorter_side
+    from xmodal.data.video import open_video
+
+    with open_video(path, "auto", short_side=short_side) as source:
+        frames = source.get_frames(_indices(source.info.num_frames))
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # as ClipReader: no copy
+    return center_crop(resize_shorter_side(clip, RESIZE), CROP).numpy()
+
+
+def bench_reduced(paths: list[Path], min_time: float, rounds: int) -> list[object]:
+    """CPU ms per model clip, resized after stacking full-size frames vs as each is decoded
+    (short_side), one decoder thread, median of interleaved rounds; largest pixel difference."""
+    import torch
+
+    from xmodal.data.video import set_decoder_threads
+
+    set_decoder_threads(1)  # runs last: the main process's tables are done
+    torch.set_num_threads(1)
+    files = [str(p) for p in paths]
+    modes = {"full + resize": None, "short_side": RESIZE}
+    cpu: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(rounds):
+        for name, short_side in modes.items():
+            runs, start = 0, time.process_time()
+            while runs == 0 or time.process_time() - start < min_time / rounds:
+                model_clip(files[runs % len(files)], short_side)
+                runs += 1
+            cpu[name].append(1e3 * (time.process_time() - start) / runs)
+    full, reduced = (model_clip(files[0], s).astype(np.int16) for s in modes.values())
+    ms = [statistics.median(v) for v in cpu.values()]
+    return [*(f"{m:.0f}" for m in ms), ms[0] / ms[1], int(np.abs(full - reduced).max())]
+
+
+def bench_frame_resize(path: Path, repeats: int = 5) -> list[object]:
+    """Per decoded frame: RGB conversion at full size + torch's resize (xmodal) vs PyAV's
+    reformat to 256 px in swscale (bilinear, area): CPU ms and mean pixel difference."""
+    import av
+    import torch
+
+    from xmodal.data.transforms import resize_shorter_side, shorter_side_shape
+
+    with av.open(str(path)) as container:
+        frames = [f for _, f in zip(range(FRAMES), container.decode(video=0), strict=False)]
+    height, width = shorter_side_shape(frames[0].height, frames[0].width, RESIZE)
+
+    def torch_resize(frame):
+        chw = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+        return resize_shorter_side(chw, RESIZE).permute(1, 2, 0).numpy()
+
+    def swscale(interpolation):
+        return lambda frame: frame.to_ndarray(format="rgb24", width=width, height=height,
+                                              interpolation=interpolation)
+
+    row, reference = [], None
+    for fn in (torch_resize, swscale("BILINEAR"), swscale("AREA")):
+        start = time.process_time()
+        for _ in range(repeats):
+            out = np.stack([fn(f) for f in frames]).astype(np.int16)
+        row.append(f"{1e3 * (time.process_time() - start) / (repeats * len(frames)):.2f}")
+        reference = out if reference is None else reference
+        row.append(f"{np.abs(out - reference).mean():.2f}")
+    return row[:1] + row[2:]  # the reference's difference from itself is 0
+
+
 def specs_for(args: argparse.Namespace) -> list[VideoSpec]:
     sizes = [(320, 240), (640, 360)] + ([] if args.quick else [(1280, 720)])
     durations = [10] + ([60] if args.full else [])
     return [VideoSpec(w, h, seconds, gop_s) for seconds in durations for w, h in sizes
             for gop_s in (1, 8)]
+
+
+def reduced_specs_for(args: argparse.Namespace) -> list[VideoSpec]:
+    """Kinds larger than the model's resize (smaller ones are never scaled up)."""
+    sizes = [(640, 360)] + ([] if args.quick else [(1280, 720), (1920, 1080)])
+    return [VideoSpec(w, h, 10, 1) for w, h in sizes]
 
 
 def ratio_rows(results: dict[str, dict[str, dict[str, float]]], key: str) -> list[list[object]]:
@@ -214,7 +294,9 @@ def main() -> None:
 
     specs = specs_for(args)
     print(f"preparing {len(specs)} video kinds x {args.files} files ...", flush=True)
-    videos = {spec.label: ensure_videos(args.cache, spec, args.files) for spec in specs}
+    reduced_specs = reduced_specs_for(args)
+    videos = {spec.label: ensure_videos(args.cache, spec, args.files)
+              for spec in [*specs, *reduced_specs]}
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     diffs: dict[str, dict[str, int]] = {}
@@ -226,6 +308,11 @@ def main() -> None:
             paths = videos[spec.label]
             diffs[spec.label] = check_frames(paths[0])
             results[spec.label] = bench_kind(paths, pool, args.workers, min_time, args.rounds)
+    reduced = {}
+    for spec in reduced_specs:
+        print(f"  {spec.label} at {RESIZE} px ...", flush=True)
+        reduced[spec.label] = bench_reduced(videos[spec.label], 2 * min_time, args.rounds)
+        reduced[spec.label] += bench_frame_resize(videos[spec.label][0])
 
     print()
     print(header("Eight-frame TSN clip decoding (clips/s, higher is better)", started))
@@ -246,7 +333,15 @@ def main() -> None:
     print(table(["video", *STRATEGIES], cpu_rows))
     print("\n### Frames check: max |pixel difference| from sequential PyAV (0 = identical)\n")
     print(table(["video", *STRATEGIES], [[k, *d.values()] for k, d in diffs.items()]))
-
+    print(f"\n### Resizing to the model's size ({RESIZE} px): CPU ms, one decoder thread\n")
+    print(f"Per {CROP} px clip (decode, resize, centre crop; xmodal auto): *full + resize* stacks "
+          "full-size frames, then resizes; *short_side* resizes each frame as it is decoded "
+          "(what inference does). Per frame (conversion to RGB and resize only): torch = full-size "
+          "conversion + torch's antialiased bilinear resize (xmodal); swscale = PyAV's reformat "
+          "straight to the size, with its mean pixel difference from torch's.\n")
+    print(table(["video", "clip: full + resize", "clip: short_side", "speed-up", "max abs diff",
+                 "frame: torch", "swscale bilinear", "diff", "swscale area", "diff"],
+                [[k, *row] for k, row in reduced.items()]))
 
 if __name__ == "__main__":
     main()

