@@ -335,7 +335,7 @@ def main() -> None:
     print(table(["video", *STRATEGIES], [[k, *d.values()] for k, d in diffs.items()]))
     print(f"\n### Resizing to the model's size ({RESIZE} px): CPU ms, one decoder thread\n")
     print(f"Per {CROP} px clip (decode, resize, centre crop; xmodal auto): *full + resize* stacks "
-          "full-size frames, then resizes; *short_side* resizes each frame as it is decoded "
+          "full-size frames, then resizes; *short_side* shrinks each frame as it is decoded "
           "(what inference does). Per frame (conversion to RGB and resize only): torch = full-size "
           "conversion + torch's antialiased bilinear resize (xmodal); swscale = PyAV's reformat "
           "straight to the size, with its mean pixel difference from torch's.\n")

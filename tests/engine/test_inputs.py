@@ -16,10 +16,10 @@ from xmodal.engine.inputs import ClipReader
 pytest.importorskip("av")
 
 
-@pytest.fixture(scope="module")
-def large_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Larger than the model's 256 px resize, so the resize really shrinks."""
-    return write_video(tmp_path_factory.mktemp("inputs") / "clip.mp4", 20, size=(400, 300))
+@pytest.fixture(scope="module", params=[(400, 300), (160, 120)], ids=["shrunk", "enlarged"])
+def clip_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Larger than the model's 256 px resize (shrunk while decoding), and smaller (enlarged after)."""
+    return write_video(tmp_path_factory.mktemp("inputs") / "clip.mp4", 20, size=request.param)
 
 
 def _full_size_clip(path: Path, indices: np.ndarray) -> torch.Tensor:
@@ -28,19 +28,20 @@ def _full_size_clip(path: Path, indices: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
-def test_one_view_equals_the_evaluation_transform(large_clip: Path) -> None:
+def test_one_view_equals_the_evaluation_transform(clip_path: Path) -> None:
     """Frames are resized while decoding (short_side); pixels must not move for it."""
     from xmodal.data.transforms import eval_transform
 
-    views, info = ClipReader(frames=4, input_size=224, resize_size=256, backend="pyav")(large_clip)
-    expected = eval_transform(224, 256)(_full_size_clip(large_clip, multi_clip_indices(20, 4, 0, 1)))
+    views, info = ClipReader(frames=4, input_size=224, resize_size=256, backend="pyav")(clip_path)
+    expected = eval_transform(224, 256)(_full_size_clip(clip_path, multi_clip_indices(20, 4, 0, 1)))
     assert views.shape == (1, 4, 3, 224, 224) and info["n_avg"] == 1
     torch.testing.assert_close(views[0], expected, rtol=0, atol=0)
 
 
-def test_three_crops_span_the_longer_side(large_clip: Path) -> None:
+def test_three_crops_span_the_longer_side(tmp_path: Path) -> None:
     from torchvision.transforms import v2
 
+    large_clip = write_video(tmp_path / "clip.mp4", 20, size=(400, 300))
     views, _ = ClipReader(frames=2, input_size=224, resize_size=256, backend="pyav",
                           clips=2, crops=3)(large_clip)
     assert views.shape == (6, 2, 3, 224, 224)

@@ -165,7 +165,7 @@ def _check_short_side(short_side: int | None) -> None:
 
 def _resized(width: int, height: int, short_side: int | None) -> tuple[int, int]:
     """(width, height) of a ``width`` x ``height`` frame once ``_shrink`` has resized it."""
-    if short_side is None or width <= 0 or height <= 0:
+    if short_side is None or width <= 0 or height <= 0 or min(width, height) <= short_side:
         return width, height
     from xmodal.data.transforms import shorter_side_shape
 
@@ -174,11 +174,12 @@ def _resized(width: int, height: int, short_side: int | None) -> tuple[int, int]
 
 
 def _shrink(frame: np.ndarray, short_side: int | None) -> np.ndarray:
-    """One (H, W, 3) frame resized as the model's preprocessing resizes a clip (torchvision's
+    """One (H, W, 3) frame shrunk as the model's preprocessing resizes a clip (torchvision's
     ``Resize(short_side, antialias=True)``, pixel-equal), as soon as it is decoded: a stack
     of full-size frames is never built (8 frames of 1080p: 50 MB, costlier to allocate than
-    to resize)."""
-    if short_side is None:
+    to resize). Smaller frames are left as they are: enlarging them adds nothing here, and
+    is cheaper batched, later."""
+    if short_side is None or min(frame.shape[:2]) <= short_side:
         return frame
     import torch
 
@@ -756,9 +757,10 @@ def open_video(
 ) -> VideoSource:
     """Open a video with "decord", "pyav" or "auto" (PyAV, falling back to decord).
 
-    ``short_side`` resizes every frame as it is decoded, exactly as the model's preprocessing
-    would resize the clip (shorter side = short_side, aspect kept, torchvision's antialiased
-    bilinear ``Resize``), so large frames never pile up at full size.
+    ``short_side`` shrinks every larger frame as it is decoded, exactly as the model's
+    preprocessing would resize the clip (shorter side = short_side, aspect kept, torchvision's
+    antialiased bilinear ``Resize``), so large frames never pile up at full size; frames
+    already that small are returned as they are.
     """
     if backend == "auto":
         return AutoSource(path, short_side=short_side)
