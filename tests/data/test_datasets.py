@@ -250,6 +250,29 @@ def test_clip_dataset_train_sampling_follows_torch_seed(tree: Path) -> None:
     assert any(not torch.equal(first[0], c) for c in first[1:])  # frames vary from draw to draw
 
 
+def test_clip_dataset_short_side_keeps_the_evaluation_pixels(tree: Path) -> None:
+    """Validation shrinks frames while decoding; the clip must equal the transform's own resize."""
+    samples, _ = scan_folder(tree, "video")
+    clips = [ClipDataset(samples, 3, eval_transform(24, 28), train=False, short_side=side)
+             for side in (None, 28)]
+    for index in range(len(samples)):  # 64x48 and 48x32 videos: both shrunk
+        torch.testing.assert_close(clips[1][index][0], clips[0][index][0], rtol=0, atol=0)
+
+
+def test_validation_loader_shrinks_while_decoding_training_does_not(tree: Path) -> None:
+    from xmodal.config import TrainConfig
+    from xmodal.engine.data import make_loader
+
+    samples, _ = scan_folder(tree, "video")
+    cfg = TrainConfig(data=str(tree), workers=0, frames=2, batch_size=2)
+    val = make_loader(samples, cfg, train=False, input_size=24, resize_size=28)
+    train = make_loader(samples, cfg, train=True, input_size=24, resize_size=28)
+    assert val.dataset.dataset.short_side == 28  # a full-size random crop for training
+    assert train.dataset.dataset.short_side is None
+    clips, labels, bad = next(iter(val))
+    assert clips.shape == (2, 2, 3, 24, 24) and not bad
+
+
 def test_clip_dataset_pickles_without_decoders(tree: Path) -> None:
     samples, _ = scan_folder(tree, "mixed")
     dataset = pickle.loads(pickle.dumps(ClipDataset(samples, 2, eval_transform(32), train=False)))

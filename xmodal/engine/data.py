@@ -84,7 +84,10 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
 
     transform = (train_transform(input_size, preset=cfg.augment) if train
                  else eval_transform(input_size, resize_size))
-    dataset = ClipDataset(samples, cfg.frames, transform, train=train, backend=cfg.video_backend)
+    # Validation frames shrink while decoding, as inference's do (the same pixels as the
+    # transform's resize); training crops at random from full-size frames.
+    dataset = ClipDataset(samples, cfg.frames, transform, train=train, backend=cfg.video_backend,
+                          short_side=None if train else resize_size)
     sampler = KindBatchSampler([s.kind for s in samples], cfg.batch_size, shuffle=train,
                                generator=generator,
                                image_ratio=cfg.image_ratio if train else None, seed=cfg.seed,
