@@ -199,10 +199,12 @@ def test_short_side_applies_after_turning_upright(rotated: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_short_side_must_be_positive(backend: str, h264: Path) -> None:
+def test_short_side_must_be_positive(backend: str, h264: Path, tmp_path: Path) -> None:
     _needs_decord(backend)
     with pytest.raises(ValueError, match="short_side"):
         open_video(h264, backend, short_side=0)
+    with pytest.raises(ValueError, match="short_side"):  # checked before any file is opened
+        open_video(tmp_path / "missing.mp4", backend, short_side=-1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -247,6 +247,7 @@ class DecordSource(VideoSource):
     backend = "decord"
 
     def __init__(self, path: str | os.PathLike[str], *, short_side: int | None = None) -> None:
+        _check_short_side(short_side)
         self.path = Path(path)
         _check_path(self.path)
         import decord
@@ -263,7 +264,6 @@ class DecordSource(VideoSource):
             # fail after seconds ("Unable to handle EOF"); PyAV reads them.
             raise VideoDecodeError(self.path, "decord cannot seek reliably in MPEG-TS; "
                                               "use --video-backend pyav or auto")
-        _check_short_side(short_side)
         self._short_side = short_side
         self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
         num_frames = len(self._reader)
@@ -384,6 +384,7 @@ class PyAVSource(VideoSource):
         short_side: int | None = None,
         strategy: SeekStrategy = "auto",
     ) -> None:
+        _check_short_side(short_side)  # before anything is opened
         self.path = Path(path)
         _check_path(self.path)
         if strategy not in ("auto", "sequential", "seek"):
@@ -401,7 +402,6 @@ class PyAVSource(VideoSource):
         self._frames_per_tick = float(self._time_base * self._rate)
         self._can_seek = strategy != "sequential"
         self._seek_margin = _UNINDEXED_SEEK_MARGIN
-        _check_short_side(short_side)
         ctx = stream.codec_context
         self._decode_size = (ctx.width, ctx.height)
         self._short_side = short_side
@@ -711,6 +711,7 @@ class AutoSource(VideoSource):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, short_side: int | None = None) -> None:
+        _check_short_side(short_side)
         self.path = Path(path)
         _check_path(self.path)
         self._short_side = short_side

@@ -113,7 +113,7 @@ class ClipReader:
         from xmodal.data.transforms import center_crop, resize_shorter_side
 
         clip = _clip_tensor(frames)
-        clip = resize_shorter_side(clip, self._short_side)  # videos: already done while decoding
+        clip = resize_shorter_side(clip, self._short_side)  # no-op if shrunk while decoding
         if self.crops == 1:
             return [center_crop(clip, self.input_size)]
         h, w = clip.shape[-2:]
