@@ -14,6 +14,7 @@ than this whole file on a 2-core machine.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import csv
 import io
 import json
@@ -218,6 +219,34 @@ def evaluated(model: Path, dataset: Path, tmp_path_factory: pytest.TempPathFacto
     run = run_cli("eval", str(model), "--data", str(dataset), "--out", str(out), "--quiet",
                   "--batch-size", "4")
     return run, json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def test_eval_keeps_its_report_when_stdout_closes(model: Path, dataset: Path,
+                                                  tmp_path: Path) -> None:
+    """`xmodal eval --out DIR | head -1`: the reader goes away, the computed report must not."""
+    out = tmp_path / "eval"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout now fails with EPIPE
+    sys.stdout.flush()
+    saved_fd, saved_stream = os.dup(1), sys.stdout
+    os.dup2(write_end, 1)
+    os.close(write_end)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+    code = 0
+    try:
+        main(["eval", str(model), "--data", str(dataset), "--out", str(out), "--quiet",
+              "--batch-size", "4"])
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.close()
+        sys.stdout = saved_stream
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+    assert code != 0  # the output was cut short
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["files"] >= 1 and (out / "confusion_matrix.png").stat().st_size > 0
 
 
 def _train_config(data: Path, out: Path) -> TrainConfig:

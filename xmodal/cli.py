@@ -214,10 +214,11 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
                              reporter=TqdmReporter(quiet=quiet or not dist.is_main))
     if not dist.is_main:
         return
+    # Saved before printing: a closed stdout (`| head`) must not lose the report.
+    saved = save_report(report, out) if out else None
     _print_report(report)
-    if out:
-        json_path, png_path = save_report(report, out)
-        click.echo(f"saved: {json_path}, {png_path}")
+    if saved:
+        click.echo(f"saved: {saved[0]}, {saved[1]}")
     if report.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
 
