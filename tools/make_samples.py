@@ -138,7 +138,9 @@ def _green_stripes(rng: np.random.Generator) -> Drawer:
              * np.clip(yy - top + 0.5, 0, 1) * np.clip(top + h - yy + 0.5, 0, 1))
 
     def draw(frame: Frame, t: float) -> None:
-        wave = np.sin(2 * np.pi * (across - speed * t) / pitch)
+        # float64: numpy's float32 sin takes SIMD or scalar paths by the array's alignment in
+        # memory, so a pixel on a rounding edge could differ between two identical runs.
+        wave = np.sin(2 * np.pi * (across.astype(np.float64) - speed * t) / pitch)
         _blend(frame, panel * np.clip(wave * 2 + 0.5, 0, 1) * 0.9, colour)
 
     return draw
@@ -164,9 +166,13 @@ def write_video(path: Path, frames: list[np.ndarray]) -> None:
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.codec_context.gop_size = FPS
         stream.codec_context.thread_count = 1
-        stream.options = {"crf": "24", "preset": "medium"}
+        # With PyAV 18 / FFmpeg 8, x264's macroblock tree gave other bytes for the same frames
+        # depending on how many videos the process had encoded before (measured); without it,
+        # and with x264's own "threads" option, the bytes are the same every time.
+        stream.options = {"crf": "24", "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
