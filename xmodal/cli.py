@@ -293,6 +293,15 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
 
 # --------------------------------------------------------------------------- check
 
+def _describe_checked(result: dict) -> str:
+    """'video, 52 frames, 2.16 s, 25 fps, 128x96, stream 1 (h264)' or 'image, 40x30'."""
+    size = f"{result['width']}x{result['height']}"
+    if result["kind"] != "video":
+        return f"{result['kind']}, {size}"
+    return (f"video, {result['frames']} frames, {result['duration_s']} s, {result['fps']} fps, "
+            f"{size}, stream {result['stream']} ({result['codec']})")
+
+
 @cli.command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--frames", type=int, default=8, show_default=True, help="Frames to decode per video.")
@@ -327,7 +336,7 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
             elif not result["ok"]:
                 click.echo(f"{result['path']}: {result['error']}")
             elif show_all:
-                click.echo(f"{result['path']}: ok")
+                click.echo(f"{result['path']}: ok ({_describe_checked(result)})")
     click.echo(f"checked {len(files)} files: {len(files) - bad} ok, {bad} cannot be decoded",
                err=True)
     if bad:

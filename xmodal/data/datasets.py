@@ -176,9 +176,8 @@ class ClipDataset(Dataset):
         # Drawn from torch's RNG, which DataLoader seeds per worker from its generator and which
         # advances across epochs, so frame choices are reproducible yet differ from epoch to epoch.
         rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item())) if self.train else None
-        frames, _ = read_clip(sample.path, self.sampler, backend=self.backend, rng=rng,
-                              short_side=self.short_side)
-        return frames
+        return read_clip(sample.path, self.sampler, backend=self.backend, rng=rng,
+                         short_side=self.short_side).frames
 
 
 class KindBatchSampler(Sampler[list[int]]):

@@ -47,13 +47,17 @@ def resize_shorter_side(clip: Tensor, size: int) -> Tensor:
     """torchvision's ``v2.Resize(size, antialias=True)`` for (..., C, H, W) uint8 clips, pixel
     for pixel (tested), from torch alone: importing torchvision costs over 2 s of start-up."""
     height, width = clip.shape[-2:]
-    new_h, new_w = shorter_side_shape(height, width, size)
-    if (new_h, new_w) == (height, width):
+    return resize_to(clip, *shorter_side_shape(height, width, size))
+
+
+def resize_to(clip: Tensor, height: int, width: int) -> Tensor:
+    """(..., C, H, W) -> (..., C, height, width), antialiased bilinear as torchvision resizes."""
+    if tuple(clip.shape[-2:]) == (height, width):
         return clip
     flat = clip.reshape(-1, *clip.shape[-3:])
-    out = torch.nn.functional.interpolate(flat, size=(new_h, new_w), mode="bilinear",
+    out = torch.nn.functional.interpolate(flat, size=(height, width), mode="bilinear",
                                           antialias=True, align_corners=False)
-    return out.reshape(*clip.shape[:-2], new_h, new_w)
+    return out.reshape(*clip.shape[:-2], height, width)
 
 
 def center_crop(clip: Tensor, size: int) -> Tensor:

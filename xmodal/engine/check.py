@@ -40,9 +40,12 @@ class FileCheck:
             return {"kind": "image", "width": image.shape[1], "height": image.shape[0]}
         if kind is None:
             raise InputError(file, f"unsupported file type {file.suffix or '(no extension)'!r}")
-        frames, info = read_clip(file, TSNSampler(self.frames, train=False), backend=self.backend)
-        return {"kind": "video", "frames": info.num_frames, "fps": round(info.fps, 3),
-                "width": info.width, "height": info.height, "decoded": len(frames)}
+        clip = read_clip(file, TSNSampler(self.frames, train=False), backend=self.backend)
+        info = clip.info
+        return {"kind": "video", "frames": info.num_frames, "duration_s": round(info.duration_s, 3),
+                "fps": round(info.fps, 3), "width": info.width, "height": info.height,
+                "stream": info.stream, "codec": info.codec, "decoded": len(clip.frames),
+                "sampled_s": [round(float(t), 3) for t in clip.times_s]}
 
 
 def check_files(files: Sequence[Path], *, frames: int = 8, backend: str = "auto",

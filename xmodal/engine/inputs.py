@@ -140,29 +140,40 @@ class ClipReader:
         return self._decode_video(path)
 
     def _decode_video(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Frames of every view, sampled by time: samplers pick slots of the span a player shows
+        (``Timeline``), each read as the frame on screen at the slot's centre."""
         from xmodal.data.sampling import multi_clip_indices, window_bounds
         from xmodal.data.video import open_video
 
         with open_video(path, self.backend, short_side=self._short_side) as source:
-            meta = source.info
-            n = meta.num_frames
+            n, span = source.info.num_frames, source.info.duration_s
             if n < 1:
                 raise VideoDecodeError(path, "the video has no frames")
-            wanted = [multi_clip_indices(n, self.frames, k, self.clips) for k in range(self.clips)]
+            slots = [multi_clip_indices(n, self.frames, k, self.clips) for k in range(self.clips)]
             windows: list[tuple[int, int]] = []
             if self.window_s:
-                windows = window_bounds(n, meta.fps, self.window_s, self.stride_s or self.window_s)
-                wanted += [a + multi_clip_indices(b - a, self.frames, 0, 1) for a, b in windows]
+                windows = window_bounds(n, n / span, self.window_s, self.stride_s or self.window_s)
+                slots += [a + multi_clip_indices(b - a, self.frames, 0, 1) for a, b in windows]
+            timeline = source.timeline
+            wanted = [timeline.frames_for_slots(s) for s in slots]
             unique = np.unique(np.concatenate(wanted))
             decoded = source.get_frames(unique.tolist())
+            meta = source.info  # after decoding: a stream that broke part-way is shorter
         lookup = {int(i): k for k, i in enumerate(unique)}
         groups = [decoded[[lookup[int(i)] for i in idx]] for idx in wanted]
-        fps = meta.fps or 1.0
-        info: dict[str, Any] = {"kind": "video", "frames": n, "duration_s": round(meta.duration_s, 3)}
+        times = [_seconds(timeline.starts_s[np.minimum(idx, meta.num_frames - 1)]) for idx in wanted]
+        info: dict[str, Any] = {"kind": "video", "frames": meta.num_frames,
+                                "duration_s": round(meta.duration_s, 3),
+                                "sampled_s": sorted(set().union(*times[:self.clips]))}
         if windows:
-            info["windows"] = [(round(a / fps, 3), round(min(b / fps, meta.duration_s), 3))
-                               for a, b in windows]
+            seconds = span / n
+            info["windows"] = [(round(a * seconds, 3), round(b * seconds, 3)) for a, b in windows]
+            info["window_sampled_s"] = times[self.clips:]
         return groups, info
+
+
+def _seconds(times: np.ndarray) -> list[float]:
+    return [round(float(t), 3) for t in times]
 
 
 def _clip_tensor(frames: np.ndarray) -> torch.Tensor:

@@ -25,7 +25,7 @@ from xmodal.engine.reporting import Reporter
 from xmodal.errors import ConfigError, DatasetError, InputError
 
 CSV_COLUMNS = ["path", "label", "score", "top", "kind", "frames", "duration_s", "start_s", "end_s",
-               "model", "error"]
+               "sampled_s", "model", "error"]
 
 
 @dataclass
@@ -151,9 +151,10 @@ def _csv_rows(record: dict[str, Any]) -> list[list[Any]]:
 
     def row(r: dict[str, Any], start: Any = "", end: Any = "") -> list[Any]:
         top = ";".join(f"{t['label']}:{t['score']:.6f}" for t in r.get("top", []))
+        times = " ".join(str(t) for t in r.get("sampled_s") or ())
         values = [record["path"], r.get("label", ""), r.get("score", ""), top,
                   record.get("kind", ""), record.get("frames", ""), record.get("duration_s", ""),
-                  start, end, record.get("model", ""), record.get("error", "")]
+                  start, end, times, record.get("model", ""), record.get("error", "")]
         return [safe_cell("" if v is None else v) for v in values]
 
     return [row(record)] + [row(c, c["start_s"], c["end_s"]) for c in record.get("clips", [])]

@@ -30,7 +30,7 @@ def csv_header(top_k: int) -> list[str]:
     cols = ["path", "label", "score"]
     for rank in range(2, top_k + 1):
         cols += [f"label_{rank}", f"score_{rank}"]
-    return cols + ["error"]
+    return cols + ["sampled_s", "error"]
 
 
 def csv_row(record: dict[str, Any], top_k: int) -> list[Any]:
@@ -41,6 +41,7 @@ def csv_row(record: dict[str, Any], top_k: int) -> list[Any]:
             row += [top[rank]["label"], f"{top[rank]['score']:.6f}"]
         else:
             row += ["", ""]
+    row.append(" ".join(str(t) for t in record.get("sampled_s") or ()))
     row.append(record.get("error", ""))
     return [safe_cell(v) for v in row]
 

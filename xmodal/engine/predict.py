@@ -246,10 +246,12 @@ class Predictor:
         info = dict(info)
         n_avg = info.pop("n_avg", 1)
         windows = info.pop("windows", None)
+        window_times = info.pop("window_sampled_s", None) or [None] * len(windows or ())
         record = {"path": name, **self._top(probs[:n_avg].mean(0)), **info, "model": self.name}
         if windows:
-            record["clips"] = [{"start_s": a, "end_s": b, **self._top(p)}
-                               for (a, b), p in zip(windows, probs[n_avg:], strict=True)]
+            record["clips"] = [{"start_s": a, "end_s": b, **self._top(p), "sampled_s": t}
+                               for (a, b), p, t in zip(windows, probs[n_avg:], window_times,
+                                                       strict=True)]
         return record
 
     def _top(self, probs: torch.Tensor) -> dict[str, Any]:
