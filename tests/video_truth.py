@@ -201,12 +201,19 @@ def shorten_mp4_track_duration(path: Path, factor: int = 30) -> Path:
 
 def understate_avi_frame_count(path: Path, frames: int) -> Path:
     """Set the AVI main header's total frames and the video stream header's length to
-    ``frames`` (old capture tools and broken muxers write such headers)."""
+    ``frames``, and drop the index (``idx1``) that would reveal the rest, as capture tools
+    that died before finishing the file leave it."""
     data = bytearray(path.read_bytes())
     avih = data.find(b"avih")
     struct.pack_into("<I", data, avih + 8 + 16, frames)  # dwTotalFrames
+    flags = struct.unpack_from("<I", data, avih + 8 + 12)[0]
+    struct.pack_into("<I", data, avih + 8 + 12, flags & ~0x10)  # no AVIF_HASINDEX
     strh = data.find(b"strhvids")
     struct.pack_into("<I", data, strh + 8 + 32, frames)  # dwLength
+    index = data.rfind(b"idx1")
+    if index > 0:
+        del data[index:]
+        struct.pack_into("<I", data, 4, len(data) - 8)  # the RIFF size
     path.write_bytes(bytes(data))
     return path
 

@@ -10,6 +10,7 @@ process per core (a file per task, as xmodal's decode workers do).
     python tools/bench_decode.py --quick     # 320x240 and 640x360, 10 s (< 2 min)
     python tools/bench_decode.py             # + 1280x720, 10 s
     python tools/bench_decode.py --full      # + 60 s videos (first run encodes ~7 min)
+    python tools/bench_decode.py --baseline 9e90744   # + xmodal's loader at that commit
 
 Strategies:
   xmodal auto     xmodal.data.video.open_video(path, "auto").get_frames(idx); in the pool
@@ -19,6 +20,8 @@ Strategies:
   decord 1t       the same with num_threads=1
   pyav seq        PyAV with its defaults, decode in order, stop after the last wanted frame
   pyav seek       PyAV, for each wanted frame seek to the keyframe before it and decode forward
+  xmodal @base    with --baseline REV: ``open_video(path, "auto")`` of xmodal/data/video.py as it
+                  was at commit REV (before it became a package), for a before/after in one run
 
 A last table weighs ways of bringing frames to the model's size: per clip, resizing after
 stacking full-size frames vs resizing each frame as it is decoded (``short_side``, what
@@ -29,9 +32,13 @@ inference does; the pixels must be identical); per frame, torch's resize vs PyAV
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +68,9 @@ def _indices(num_frames: int) -> np.ndarray:
 
 def xmodal_loader(path: str, backend: str) -> np.ndarray:
     from xmodal.data.video import open_video
+    from xmodal.data.video.probe import clear_cache
 
+    clear_cache()  # time the demux pass every time, as a first open (labelling) pays it
     with open_video(path, backend) as source:
         return source.get_frames(_indices(source.info.num_frames))
 
@@ -115,8 +124,41 @@ STRATEGIES: dict[str, Callable[[str], np.ndarray]] = {
     "pyav seq": raw_pyav_sequential,
     "pyav seek": raw_pyav_seek,
 }
-XMODAL = ("xmodal auto", "xmodal pyav")
+BASELINE = "xmodal @base"
+# The baseline module's file travels to the spawned pool workers in the environment.
+_BASELINE_ENV = "XMODAL_BENCH_BASELINE"
+
+
+def _baseline_loader(module_file: str) -> Callable[[str], np.ndarray]:
+    """xmodal's old single-file video module (``git show REV:xmodal/data/video.py``) as a strategy."""
+    spec = importlib.util.spec_from_file_location("xmodal_video_baseline", module_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+
+    def load(path: str) -> np.ndarray:
+        with module.open_video(path, "auto") as source:
+            return source.get_frames(_indices(source.info.num_frames))
+
+    return load
+
+
+if os.environ.get(_BASELINE_ENV):
+    STRATEGIES[BASELINE] = _baseline_loader(os.environ[_BASELINE_ENV])
+XMODAL = ("xmodal auto", "xmodal pyav", BASELINE)
 RAW = tuple(name for name in STRATEGIES if name not in XMODAL)
+
+
+def use_baseline(rev: str) -> None:
+    """Register the loader of commit ``rev`` here and, through the environment, in the pool."""
+    source = subprocess.run(["git", "show", f"{rev}:xmodal/data/video.py"], check=True,
+                            capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout
+    module_file = Path(tempfile.mkdtemp()) / "video_baseline.py"
+    module_file.write_text(source)
+    os.environ[_BASELINE_ENV] = str(module_file)
+    STRATEGIES[BASELINE] = _baseline_loader(str(module_file))
 
 
 def _task(job: tuple[str, str]) -> float:
@@ -271,8 +313,11 @@ def ratio_rows(results: dict[str, dict[str, dict[str, float]]], key: str) -> lis
     for kind, by_name in results.items():
         rates = {name: values[key] for name, values in by_name.items()}
         best = max(RAW, key=lambda n: rates[n])
-        rows.append([kind, *[rates[n] for n in STRATEGIES], best,
-                     rates["xmodal auto"] / rates[best], rates["xmodal pyav"] / rates[best]])
+        row = [kind, *[rates[n] for n in STRATEGIES], best,
+               rates["xmodal auto"] / rates[best], rates["xmodal pyav"] / rates[best]]
+        if BASELINE in rates:
+            row.append(rates["xmodal auto"] / rates[BASELINE])
+        rows.append(row)
     return rows
 
 
@@ -288,7 +333,11 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds per cell, split over the rounds [quick 0.9, default 1.5, full 2]")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; median is shown")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time xmodal's loader as it was at git commit REV")
     args = parser.parse_args()
+    if args.baseline:
+        use_baseline(args.baseline)
     started = note_start()
     min_time = args.min_time or (0.9 if args.quick else 2.0 if args.full else 1.5)
 
@@ -322,6 +371,8 @@ def main() -> None:
           "best raw = fastest of the raw strategies; the last two columns are xmodal / best raw "
           "(>= 1 means the loader is at least as fast).")
     cols = ["video", *STRATEGIES, "best raw", "auto / best", "pyav / best"]
+    if BASELINE in STRATEGIES:
+        cols.append(f"auto / {args.baseline}")
     print("\n### One process\n")
     print(table(cols, ratio_rows(results, "1p")))
     print(f"\n### Pool of {args.workers} decoder processes (one file per task)\n")

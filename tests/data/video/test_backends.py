@@ -566,7 +566,7 @@ def test_auto_serves_with_pyav(h264: Path) -> None:
 
 
 def _break_pyav_open(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: PyAVSource) -> None:
+    def broken(self: PyAVSource, *args: object) -> None:
         raise VideoDecodeError(self.path, "not a readable video (simulated)")
 
     monkeypatch.setattr(PyAVSource, "_open", broken)

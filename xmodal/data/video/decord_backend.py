@@ -72,7 +72,7 @@ class DecordSource(VideoSource):
         if p is None:
             return
         reason = None
-        if not p.orientation.is_identity:
+        if not probing.first_frame_orientation(self.path, p.stream_index).is_identity:
             # decord 3.4 turns rotated frames but then scales them back to the stored shape,
             # and ignores mirrors.
             reason = "decord cannot show a rotated or mirrored video upright"

@@ -42,6 +42,9 @@ _UNINDEXED_SEEK_MARGIN = 8
 _MAX_UNINDEXED_SEEK_MARGIN = 64
 # Frames before a wanted frame from which every frame is decoded again (H.264 reorders at most 16).
 _REORDER_MARGIN = 16
+# Demuxers whose seek to the first timestamp lands exactly on the first frame (they index the
+# file), so the probe's container is reused instead of opening the file again.
+_REWINDABLE = frozenset({"mov", "matroska", "avi"})
 
 
 @dataclass
@@ -75,32 +78,50 @@ class PyAVSource(VideoSource):
         check_path(self.path)
         if strategy not in ("auto", "sequential", "seek"):
             raise ValueError(f"unknown PyAV strategy {strategy!r}")
-        self._probe = probing.probe(self.path)
-        self.timeline = self._probe.timeline
         self._strategy = strategy
         self._short_side = short_side
         self._container: Any = None
         self._indexed: bool | None = None
+        self._seek_margin = _UNINDEXED_SEEK_MARGIN
+        self._open(self._scanned_container())
+        self.timeline = self._probe.timeline
         self._may_skip = self.timeline.identifies_by_pts
         self._can_seek = strategy != "sequential" and self.timeline.identifies_by_pts
-        self._seek_margin = _UNINDEXED_SEEK_MARGIN
-        self._open()
         p = self._probe
         self.info = VideoInfo(self.timeline.num_frames, p.fps, self.timeline.duration_s,
                               *self._output_size(), stream=p.stream_index, codec=p.codec)
 
     # -- opening ------------------------------------------------------------------
-    def _open(self) -> None:
+    def _scanned_container(self) -> Any:
+        """Probe the file (its demux pass), reusing the container for decoding where it can be
+        rewound to the first frame exactly (indexed formats); else a fresh one is opened."""
         import av
 
-        self.close()
+        self._probe = probing.cached(self.path)
+        if self._probe is not None:
+            return None
+        container = probing.open_container(self.path)
         try:
-            container = av.open(str(self.path), metadata_errors="ignore")
-        except Exception as exc:  # noqa: BLE001 - FFmpeg/OS/Unicode errors all mean "unreadable"
-            reason = f"not a readable video ({one_line(exc, self.path)})"
-            raise VideoDecodeError(self.path, reason) from exc
-        self._container = container
-        self._stream = container.streams[self._probe.stream_index]
+            self._probe = probing.probe(self.path, container)
+            if container.format.name.split(",")[0] not in _REWINDABLE:
+                container.close()
+                return None
+            stream = container.streams[self._probe.stream_index]
+            container.seek(stream.start_time or 0, stream=stream, backward=True)
+            return container
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.debug("%s: not rewound after the probe (%s)", self.path, one_line(exc))
+            container.close()
+            return None
+        except BaseException:
+            container.close()
+            raise
+
+    def _open(self, container: Any = None) -> None:
+        self.close()
+        self._container = container or probing.open_container(self.path)
+        probing.only_read(self._container, [self._probe.stream_index])
+        self._stream = self._container.streams[self._probe.stream_index]
         # PyAV's slice threading is kept: frame threading ("AUTO") measured 1.3-1.7x slower
         # for 8 spread-out frames (it refills its pipeline after every seek and decodes ahead
         # past the last wanted frame).
@@ -110,12 +131,14 @@ class PyAVSource(VideoSource):
         self._last: tuple[int, Any] | None = None  # (index, frame) last decoded
         self._pending: Any = None
         self._skipping = False
-        # Peek at the first frame: it proves the file decodes at all.
+        # Peek at the first frame: it proves the file decodes at all, and carries the display
+        # matrix.
         first = self._pull()
         if first is None:
             self.close()
             raise VideoDecodeError(self.path, "no frame could be decoded")
         self._pending = first
+        self._orientation = probing.orientation_of(first)
 
     def _load_keyframe_index(self) -> None:
         """Matroska/WebM read their keyframe index (cues) on the first seek only; seek to the
@@ -269,7 +292,7 @@ class PyAVSource(VideoSource):
     def _output_size(self) -> tuple[int, int]:
         """(width, height) of the frames get_frames returns: upright, square pixels, resized."""
         p = self._probe
-        return output_size(p.width, p.height, p.sar, p.orientation, self._short_side)
+        return output_size(p.width, p.height, p.sar, self._orientation, self._short_side)
 
     def _to_array(self, frame: Any) -> np.ndarray:
         """One decoded frame as the (H, W, 3) uint8 RGB array get_frames returns."""
@@ -281,7 +304,7 @@ class PyAVSource(VideoSource):
             width, height = frame.width, frame.height
         # Always pass the size: streams may change resolution part-way, batches may not.
         array = frame.to_ndarray(format="rgb24", width=width, height=height)
-        return to_display(array, self._probe.sar, self._probe.orientation, self._short_side)
+        return to_display(array, self._probe.sar, self._orientation, self._short_side)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         wanted = as_indices(indices)
