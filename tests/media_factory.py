@@ -239,6 +239,14 @@ def phone_photo(path: Path, array: np.ndarray, orientation: int = 6) -> Path:
     return path
 
 
+def renamed_to_bytes(path: Path, name: bytes) -> Path:
+    """Give an existing file a name of raw bytes (e.g. Latin-1 b"caf\xe9.mp4", not UTF-8), as old
+    archives, camera cards and Windows shares do; returns the path as Python sees it."""
+    target = os.fsencode(path.parent) + b"/" + name
+    os.rename(os.fsencode(path), target)
+    return Path(os.fsdecode(target))
+
+
 def unreadable(path: Path) -> Path:
     """Take every permission away from an existing file (root still reads it: check os.geteuid())."""
     path.chmod(0)
