@@ -223,6 +223,30 @@ def decompression_bomb_png(path: Path, side: int = 20_000) -> Path:
     return path
 
 
+def phone_photo(path: Path, array: np.ndarray, orientation: int = 6) -> Path:
+    """A photo stored sideways with an EXIF orientation, as phones save them, in the format the
+    extension names: .heic / .heif via pillow-heif (it writes the rotation as HEIF's irot and
+    keeps the tag in ``info["original_orientation"]``), .avif / .jpg via Pillow."""
+    from PIL import Image
+
+    if path.suffix.lower() in (".heic", ".heif"):
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(array).save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+def renamed_to_bytes(path: Path, name: bytes) -> Path:
+    """Give an existing file a name of raw bytes (e.g. Latin-1 b"caf\xe9.mp4", not UTF-8), as old
+    archives, camera cards and Windows shares do; returns the path as Python sees it."""
+    target = os.fsencode(path.parent) + b"/" + name
+    os.rename(os.fsencode(path), target)
+    return Path(os.fsdecode(target))
+
+
 def unreadable(path: Path) -> Path:
     """Take every permission away from an existing file (root still reads it: check os.geteuid())."""
     path.chmod(0)

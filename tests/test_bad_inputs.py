@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import media_factory as mf
+from tests.cli_harness import CliRun, run_cli, tiny_model
 from tests.utils import write_image, write_video
 from xmodal.cli import main
 from xmodal.config import TrainConfig, load_config
@@ -96,47 +96,6 @@ NAMES = [case.name for case in CASES]
 CLASSES = ["cases", "good"]
 
 
-# -- running the CLI ------------------------------------------------------------------------------
-
-
-@dataclass
-class CliRun:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-
-def run_cli(*args: str) -> CliRun:
-    """``xmodal ARGS`` in this process with fds 1 and 2 (inherited by decode workers) captured."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved_fds, saved_streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        finally:
-            sys.stdout.close()
-            sys.stderr.close()
-            sys.stdout, sys.stderr = saved_streams
-            for fd, saved in zip((1, 2), saved_fds, strict=True):
-                os.dup2(saved, fd)
-                os.close(saved)
-        out.seek(0)
-        err.seek(0)
-        return CliRun(code, out.read().decode("utf-8"), err.read().decode("utf-8"))
-
-
 class RecordingReporter(Reporter):
     def __init__(self) -> None:
         self.warnings: list[str] = []
@@ -177,19 +136,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained head on pretrained EfficientNet-Lite0 that reads 2 frames at 64 px."""
-    import torch
-
-    from xmodal.checkpoint import save_checkpoint
-    from xmodal.models import build_classifier
-
-    torch.manual_seed(0)
-    net = build_classifier("efficientnet_lite0", len(CLASSES), weights="imagenet")
-    pcfg = net.encoder.pretrained_cfg
-    meta = {"classes": CLASSES, "backbone": "efficientnet_lite0", "frames": 2, "pooling": "mean",
-            "dropout": 0.0, "preprocessing": {"input_size": 64, "resize_size": 72,
-                                              "mean": list(pcfg.mean), "std": list(pcfg.std)}}
-    return save_checkpoint(net, meta, tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny", CLASSES)
 
 
 def _by_name(records: list[dict], folder: Path) -> dict[str, dict]:

@@ -88,7 +88,8 @@ def main() -> None:
         make_files(root, args.files)
         predictor = Predictor(load_model("efficientnet_lite0"), workers=args.workers, batch_size=32)
         start = time.perf_counter()
-        summary = label_files(predictor, find_files([root]), Path(tmp) / "out.jsonl", reporter=Sampler())
+        summary = label_files(predictor, find_files([root]).files, Path(tmp) / "out.jsonl",
+                              reporter=Sampler())
         seconds = time.perf_counter() - start
     print(f"labelled {summary.done} files ({summary.failed} failed) in {seconds:.0f}s, "
           f"{args.workers} workers")

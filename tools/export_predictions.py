@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from xmodal.errors import XmodalError
+from xmodal.names import display
 
 
 @click.command()
@@ -41,23 +42,27 @@ def export(source: str, out: str, summary: str | None, models: tuple[str, ...],
         source = _label_folder(source, models, window, stride)
     records = list(read_records(source))
     n = write_table(out, CLIP_COLUMNS, clip_rows(records))
-    click.echo(f"wrote {n} clip rows to {out}")
+    click.echo(display(f"wrote {n} clip rows to {out}"))
     if summary:
         m = write_table(summary, SUMMARY_COLUMNS, summary_rows(records))
-        click.echo(f"wrote {m} file rows to {summary}")
+        click.echo(display(f"wrote {m} file rows to {summary}"))
 
 
 def _label_folder(folder: str, models: tuple[str, ...], window: float | None,
                   stride: float | None) -> str:
     from xmodal.engine.label import find_files, label_files
     from xmodal.engine.predict import Predictor, load_model
+    from xmodal.names import unsupported_message
 
     if not models:
         raise click.UsageError("labelling a folder needs --model")
     out = Path(tempfile.mkdtemp(prefix="xmodal-export-")) / "predictions.jsonl"
     predictor = Predictor([load_model(m) for m in models], window_s=window, stride_s=stride,
                           workers=2)
-    label_files(predictor, find_files([folder]), out)
+    scan = find_files([folder])
+    if scan.unsupported:
+        click.echo(f"export_predictions: {display(unsupported_message(scan.unsupported))}", err=True)
+    label_files(predictor, scan.files, out)
     return str(out)
 
 
@@ -68,7 +73,7 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except XmodalError as exc:
-        click.echo(f"export_predictions: error: {exc}", err=True)
+        click.echo(f"export_predictions: error: {display(str(exc))}", err=True)
         sys.exit(exc.exit_code)
 
 

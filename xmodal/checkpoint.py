@@ -200,17 +200,30 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """CPU tensors of a .safetensors file, memory-mapped; raises what safetensors raises.
+
+    safetensors opens only paths that are valid UTF-8, so a file under a name with other bytes
+    (a Latin-1 folder) is read into memory and parsed from there instead.
+    """
+    from safetensors.torch import load, load_file
+
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return load(path.read_bytes())
+    return load_file(str(path), device="cpu")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights (CPU) and metadata, after checking the weights against the recorded sha256."""
-    from safetensors.torch import load_file
-
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_metadata(meta_path)
     if sha256_file(weights_path) != meta["sha256"].lower():
         raise CheckpointError(weights_path, f"weights do not match the sha256 recorded in {meta_path.name}; "
                               "the file was modified or truncated")
     try:
-        return load_file(str(weights_path), device="cpu"), meta
+        return read_safetensors(weights_path), meta
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(weights_path, f"not a valid safetensors file ({first})") from None

@@ -2,6 +2,8 @@
 
 Every user error is an ``XmodalError``; ``main`` prints it as one line on
 stderr and exits non-zero, without a traceback (set XMODAL_DEBUG=1 for one).
+Lines for people show file names through ``display``; JSON and CSV output keep
+them exactly (see ``xmodal.names``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import click
 from xmodal import __version__
 from xmodal.config import AUGMENT_PRESETS, FINETUNE_MODES, MODALITIES, POOLINGS, VIDEO_BACKENDS
 from xmodal.errors import XmodalError
+from xmodal.names import display, unsupported_message
 
 EXIT_FAILED_INPUTS = 1
 
@@ -101,7 +104,7 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
     best = ("n/a (no validation split)" if result.best_accuracy is None
             else f"{result.best_accuracy:.3f} (epoch {result.best_epoch})")
     click.echo(f"best validation accuracy: {best}")
-    click.echo(f"saved: {result.run_dir}")
+    click.echo(display(f"saved: {result.run_dir}"))
 
 
 # --------------------------------------------------------------------------- predict
@@ -130,6 +133,7 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     """
     from xmodal.engine.output import csv_header, csv_row, json_line, table_line
     from xmodal.engine.predict import Predictor
+    from xmodal.engine.reporting import TqdmReporter
 
     models = list(fused) if fused else [model]
     paths = (model, *paths) if fused else paths
@@ -141,10 +145,10 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     failed = 0
     if fmt == "csv":
         _echo_csv(csv_header(predictor.top_k))
-    for record in predictor.iter_predict(list(paths)):
+    for record in predictor.iter_predict(list(paths), TqdmReporter(quiet=True)):
         if "error" in record:
             failed += 1
-            click.echo(f"xmodal: {record['path']}: {record['error']}", err=True)
+            click.echo(display(f"xmodal: {record['path']}: {record['error']}"), err=True)
         if fmt == "json":
             click.echo(json_line(_public(record)))
         elif fmt == "csv":
@@ -168,12 +172,11 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _echo_csv(row: list[Any]) -> None:
-    import csv
-    import io
+    """One CSV row; a file name's bytes are written as they are, as in label's CSV."""
+    from xmodal.engine.output import csv_text
+    from xmodal.names import to_bytes
 
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(row)
-    click.echo(buffer.getvalue())
+    click.echo(to_bytes(csv_text([row])), nl=False)
 
 
 # --------------------------------------------------------------------------- eval
@@ -218,7 +221,7 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
     saved = save_report(report, out) if out else None
     _print_report(report)
     if saved:
-        click.echo(f"saved: {saved[0]}, {saved[1]}")
+        click.echo(display(f"saved: {saved[0]}, {saved[1]}"))
     if report.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
 
@@ -231,13 +234,14 @@ def _print_report(report: Any) -> None:
     if len(report.by_kind) > 1:
         for kind, m in report.by_kind.items():
             click.echo(f"  {kind + 's':7s} top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  (n={m['count']})")
-    width = max(len(name) for name in report.classes)
+    names = {name: display(name) for name in report.classes}
+    width = max(len(shown) for shown in names.values())
     click.echo(f"{'class':{width}s}  precision  recall  accuracy  support")
     for name, m in report.per_class.items():
-        click.echo(f"{name:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
+        click.echo(f"{names[name]:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
                    f"{m['accuracy']:8.3f}  {m['support']:7d}")
     for failure in report.failed:
-        click.echo(f"xmodal: {failure['path']}: {failure['error']}", err=True)
+        click.echo(display(f"xmodal: {failure['path']}: {failure['error']}"), err=True)
 
 
 # --------------------------------------------------------------------------- label
@@ -275,18 +279,21 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
         raise click.BadParameter("must be > 0", param_hint="--window")
     if stride is not None and (window is None or stride <= 0):
         raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
-    files = find_files(folders, tuple(globs))
+    scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
     predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model)
     reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
-    summary = label_sharded(predictor, files, Path(out), overwrite=overwrite, reporter=reporter)
+    if scan.unsupported and dist.is_main:
+        reporter.warning(unsupported_message(scan.unsupported))
+    summary = label_sharded(predictor, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
     if not dist.is_main:
         return
-    click.echo(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
-               f"failed {summary.failed}; wrote {out}", err=quiet)
+    ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
+    click.echo(display(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
+                       f"failed {summary.failed}{ignored}; wrote {out}"), err=quiet)
     if summary.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
 
@@ -321,23 +328,33 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
     xmodal check samples/
     """
     from xmodal.engine.check import check_files
+    from xmodal.engine.inputs import unsupported_reason
     from xmodal.engine.label import find_files
+    from xmodal.engine.output import json_line
     from xmodal.engine.reporting import TqdmReporter
 
-    files = find_files(folders)
+    scan = find_files(folders)
+    files = scan.files
     bad = 0
     reporter = TqdmReporter(quiet=quiet)
+    if scan.unsupported:
+        reporter.warning(unsupported_message(scan.unsupported))
     for result in check_files(files, frames=frames, backend=video_backend, workers=workers,
                               timeout_s=timeout, reporter=reporter):
         bad += not result["ok"]
         with reporter.printing():
             if as_json and (show_all or not result["ok"]):
-                click.echo(json.dumps(result, ensure_ascii=False))
+                click.echo(json_line(result))
             elif not result["ok"]:
-                click.echo(f"{result['path']}: {result['error']}")
+                click.echo(display(f"{result['path']}: {result['error']}"))
             elif show_all:
-                click.echo(f"{result['path']}: ok ({_describe_checked(result)})")
-    click.echo(f"checked {len(files)} files: {len(files) - bad} ok, {bad} cannot be decoded",
+                click.echo(display(f"{result['path']}: ok ({_describe_checked(result)})"))
+    if show_all:  # every file passed over, by name: "ok" is null, as nothing was decoded
+        for path in scan.unsupported:
+            skipped = {"path": str(path), "ok": None, "skipped": unsupported_reason(path)}
+            click.echo(json_line(skipped) if as_json else display(f"{path}: skipped, {skipped['skipped']}"))
+    ignored = f"; ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
+    click.echo(f"checked {len(files)} files: {len(files) - bad} ok, {bad} cannot be decoded{ignored}",
                err=True)
     if bad:
         raise SystemExit(EXIT_FAILED_INPUTS)
@@ -386,20 +403,24 @@ def info(model: str, as_json: bool) -> None:
         click.echo(json.dumps(meta, indent=2))
         return
     pre = meta.get("preprocessing", {})
-    click.echo(f"checkpoint: {model}")
-    click.echo(f"backbone:   {meta.get('backbone')}")
-    click.echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
-    click.echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
-    click.echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, "
-               f"std {pre.get('std')}")
+    echo(f"checkpoint: {model}")
+    echo(f"backbone:   {meta.get('backbone')}")
+    echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
+    echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
+    echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
     if "epoch" in meta:
-        click.echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
+        echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
     config = meta.get("config")
     if config:
-        click.echo("config:")
+        echo("config:")
         for key, value in config.items():
             if value not in (None, {}):
-                click.echo(f"  {key}: {value}")
+                echo(f"  {key}: {value}")
+
+
+def echo(line: str) -> None:
+    """A line for people on stdout: paths and class names are shown with ``display``."""
+    click.echo(display(line))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -418,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     except XmodalError as exc:
         if os.environ.get("XMODAL_DEBUG"):
             raise
-        click.echo(f"xmodal: error: {exc}", err=True)
+        click.echo(f"xmodal: error: {display(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("xmodal: interrupted", err=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,4 +178,46 @@ def test_decompression_bombs_are_refused(
 
 
 def test_image_extensions() -> None:
-    assert {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"} == IMAGE_EXTENSIONS
+    assert {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+            ".avif"} == IMAGE_EXTENSIONS
+
+
+@pytest.mark.parametrize("ext", [".heic", ".HEIF", ".avif"])
+def test_phone_photos_come_back_upright(ext: str, tmp_path: Path) -> None:
+    """Stored sideways with orientation 6, like a phone's portrait shot: the pixels we return
+    are the upright picture, turned once (not twice by both the container and EXIF)."""
+    path = mf.phone_photo(tmp_path / f"phone{ext}", SOURCE, orientation=6)
+    data = path.read_bytes()
+    assert data[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1")  # really HEIF / AVIF
+    assert b"irot" in data  # the file itself carries the rotation
+    image = load_image(path)
+    assert image.shape == (W, H, 3) and image.dtype == np.uint8
+    assert _mean_abs_diff(image, np.rot90(SOURCE, k=-1)) < 8
+    jpeg = load_image(mf.phone_photo(tmp_path / "phone.jpg", SOURCE, orientation=6))
+    assert _mean_abs_diff(image, jpeg) < 8  # the same picture as the phone's JPEG
+
+
+def test_heif_plugin_loads_only_for_heif_files(tmp_path: Path) -> None:
+    """pillow-heif is imported on the first HEIC, not by xmodal or other images."""
+    mf.phone_photo(tmp_path / "a.heic", SOURCE)
+    write_image(tmp_path / "b.jpg", SOURCE)
+    code = ("import sys; from xmodal.data.image import load_image\n"
+            f"load_image({str(tmp_path / 'b.jpg')!r}); print('pillow_heif' in sys.modules)\n"
+            f"print(load_image({str(tmp_path / 'a.heic')!r}).shape, 'pillow_heif' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.split("\n")[:2] == ["False", f"({W}, {H}, 3) True"]
+
+
+def test_heic_without_pillow_heif_is_a_clear_error(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal.data import image as image_module
+
+    path = mf.phone_photo(tmp_path / "a.heic", SOURCE)
+    image_module._register_heif.cache_clear()
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif raises
+    try:
+        with pytest.raises(ImageDecodeError, match="needs the pillow-heif package"):
+            load_image(path)
+    finally:
+        image_module._register_heif.cache_clear()

@@ -84,7 +84,7 @@ def _single_process_labels(model: Path, folder: Path, out: Path) -> list[Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        files = find_files([folder])
+        files = find_files([folder]).files
         label_files(Predictor(load_model(model), workers=0), files, out)
     finally:
         torch.set_num_threads(threads)

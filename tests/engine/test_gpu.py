@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def test_gpu_bf16_predictions_agree_with_cpu_fp32(three_class_checkpoint: Path,
                                                   media_folder: Path) -> None:
-    files = [str(f) for f in find_files([media_folder])]
+    files = [str(f) for f in find_files([media_folder]).files]
     cpu = Predictor(load_model(three_class_checkpoint), device="cpu", workers=0).predict(files)
     gpu = Predictor(load_model(three_class_checkpoint), device="cuda", workers=0,
                     precision="bf16")

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.utils import write_video
 from xmodal.cli import main
-from xmodal.engine.label import find_files, label_files
+from xmodal.engine.label import RecordWriter, find_files, label_files, merge_parts, read_blocks
 from xmodal.engine.predict import Predictor, load_model
 from xmodal.errors import DatasetError, InputError
 
@@ -30,11 +32,14 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_find_files_is_deterministic_and_ignores_non_media(media_folder: Path) -> None:
-    files = find_files([media_folder])
+    scan = find_files([media_folder])
+    files = scan.files
     assert files == sorted(files)
     assert len(files) == 9
-    assert not any(f.suffix == ".txt" for f in files)
-    assert find_files([media_folder], ("*.jpg",)) == sorted(media_folder.rglob("*.jpg"))
+    assert scan.unsupported == [media_folder / "notes.txt"]  # passed over, and said so
+    by_glob = find_files([media_folder], ("*.jpg",))
+    assert by_glob.files == sorted(media_folder.rglob("*.jpg"))
+    assert by_glob.unsupported == []  # --glob leaves files out on purpose
 
 
 def test_find_files_errors(tmp_path: Path) -> None:
@@ -48,14 +53,14 @@ def test_find_files_errors(tmp_path: Path) -> None:
 def test_symlink_loop_is_not_followed_forever(tmp_path: Path) -> None:
     write_video(tmp_path / "d" / "a.mp4", 4)
     os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
-    assert [f.name for f in find_files([tmp_path / "d"])] == ["a.mp4"]
+    assert [f.name for f in find_files([tmp_path / "d"]).files] == ["a.mp4"]
 
 
 def test_label_good_and_bad_files(three_class_checkpoint: Path, media_folder: Path,
                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
-    for f in find_files([media_folder])[:3]:
+    for f in find_files([media_folder]).files[:3]:
         (folder / f.name).write_bytes(f.read_bytes())
     (folder / "zz_broken.mp4").write_bytes(b"\x00\x01garbage" * 50)
     out = tmp_path / "preds.jsonl"
@@ -77,7 +82,7 @@ def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint
                                                           media_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
     predictor = Predictor(load_model(three_class_checkpoint), workers=0)
-    files = find_files([media_folder])
+    files = find_files([media_folder]).files
     first = label_files(predictor, files[:4], out)
     assert (first.done, first.skipped) == (4, 0)
     second = label_files(predictor, files, out)
@@ -92,7 +97,7 @@ def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint
 def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Path,
                                   tmp_path: Path) -> None:
     predictor = Predictor(load_model(three_class_checkpoint), workers=0)
-    files = find_files([media_folder])
+    files = find_files([media_folder]).files
     full = tmp_path / "full.jsonl"
     label_files(predictor, files, full)
     partial = tmp_path / "partial.jsonl"
@@ -100,6 +105,42 @@ def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Pa
     partial.write_text("".join(lines[:3]) + lines[3][:20])  # crash in the middle of a record
     label_files(predictor, files, partial)
     assert partial.read_text() == full.read_text()
+
+
+def _record(name: bytes) -> dict:
+    return {"path": os.fsdecode(name), "label": "alpha", "score": 0.5,
+            "top": [{"label": "alpha", "score": 0.5}], "kind": "image", "frames": 1,
+            "duration_s": None, "model": "m"}
+
+
+NAMES = st.lists(st.binary(min_size=1, max_size=30).filter(lambda b: b"/" not in b and b"\0" not in b),
+                 min_size=1, max_size=4, unique=True)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+@settings(max_examples=60, deadline=None)
+@given(names=NAMES)
+@example(names=[b"caf\xe9.mp4", b"'=x\r\n.jpg", "a\u2028b\x85.jpg".encode()])
+def test_every_name_reads_back_for_resume(suffix: str, names: list[bytes],
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Whatever bytes a name holds, the output is readable and gives the same name back, so a
+    resumed run skips exactly the files done; merging torchrun parts keeps them too."""
+    folder = tmp_path_factory.mktemp("names")
+    out = folder / f"out{suffix}"
+    with RecordWriter(out) as writer:
+        for name in names:
+            writer.write(_record(name))
+    expected = [os.fsdecode(n) for n in names]
+    assert list(read_blocks(out)) == expected
+    assert RecordWriter(out).done == set(expected)
+    if suffix == ".jsonl":
+        out.read_bytes().decode("utf-8")  # strict: JSON lines stay valid UTF-8
+    else:  # CSV cells hold the names' own bytes (quoted or escaped only where CSV needs it)
+        assert all(n in out.read_bytes() for n in names if not set(n) & set(b'",\r\n=+-@\t\''))
+    written = out.read_bytes()
+    merged = folder / f"merged{suffix}"
+    merge_parts(merged, [out], [Path(p) for p in expected])  # drops the part
+    assert merged.read_bytes() == written
 
 
 def _label_cmd(model: Path, folder: Path, out: Path) -> list[str]:

@@ -38,7 +38,7 @@ def _scores(records: list[dict]) -> dict[str, list]:
 
 def test_cpu_default_runs_each_file_alone_without_padding(counted, media_folder: Path) -> None:
     model, counter = counted
-    files = [str(f) for f in find_files([media_folder])]
+    files = [str(f) for f in find_files([media_folder]).files]
     records = Predictor(model, workers=0).predict(files)
     assert all("error" not in r for r in records)
     clips = sum(r["kind"] == "video" for r in records)
@@ -50,7 +50,7 @@ def test_cpu_default_runs_each_file_alone_without_padding(counted, media_folder:
 def test_cpu_default_scores_do_not_depend_on_the_other_files(three_class_checkpoint: Path,
                                                              media_folder: Path) -> None:
     predictor = Predictor(load_model(three_class_checkpoint), workers=0)
-    files = [str(f) for f in find_files([media_folder])]
+    files = [str(f) for f in find_files([media_folder]).files]
     whole = _scores(predictor.predict(files))
     for subset in (files[3:], files[::2], list(reversed(files))):
         assert _scores(predictor.predict(subset)) == {f: whole[f] for f in subset}
@@ -59,7 +59,7 @@ def test_cpu_default_scores_do_not_depend_on_the_other_files(three_class_checkpo
 def test_batched_passes_are_full_and_mix_stills_with_clips(counted, media_folder: Path,
                                                            three_class_checkpoint: Path) -> None:
     model, counter = counted
-    files = [str(f) for f in find_files([media_folder])]
+    files = [str(f) for f in find_files([media_folder]).files]
     records = Predictor(model, workers=0, batch_size=2).predict(files)
     # Every pass holds exactly 2 clips' worth (2 x 4 frames), the last one padded.
     assert counter.batches and set(counter.batches) == {8}
@@ -94,7 +94,7 @@ def test_an_empty_folder_is_reported_and_the_other_files_still_predicted(
 def test_compile_keeps_the_scores(three_class_checkpoint: Path, media_folder: Path, fresh_dynamo) -> None:
     """--compile goes through torch.compile; the "eager" backend traces the same graph without
     inductor's minute of code generation, so the scores must not move."""
-    files = [str(f) for f in find_files([media_folder])]
+    files = [str(f) for f in find_files([media_folder]).files]
     plain = Predictor(load_model(three_class_checkpoint), workers=0).predict(files)
     model = load_model(three_class_checkpoint)
     compiled = Predictor(model, workers=0, compile="eager").predict(files)

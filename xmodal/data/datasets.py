@@ -28,6 +28,7 @@ from xmodal.data.sampling import make_sampler
 from xmodal.data.transforms import to_clip_tensor
 from xmodal.data.video import VIDEO_EXTENSIONS, read_clip
 from xmodal.errors import ConfigError, DatasetError
+from xmodal.names import from_bytes, name_list, unsupported_message
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,13 @@ def kind_of(path: str | os.PathLike[str]) -> Kind | None:
     return None
 
 
-def scan_folder(root: str | os.PathLike[str], modality: str = "mixed") -> tuple[list[Sample], list[str]]:
+def scan_folder(root: str | os.PathLike[str], modality: str = "mixed",
+                warn: Callable[[str], None] | None = None) -> tuple[list[Sample], list[str]]:
     """Samples from ``root/<class>/**/<file>`` (ImageFolder / UCF101 layout) and the sorted class names.
 
     Order is deterministic (classes sorted, files sorted by path) so splits and runs are reproducible.
+    Files passed over (unsupported type, or outside the class folders) are named in one ``warn``
+    call each (default: this module's logger); hidden files (".name") are passed over silently.
     """
     _check_modality(modality)
     root = Path(root)
@@ -79,6 +83,7 @@ def scan_folder(root: str | os.PathLike[str], modality: str = "mixed") -> tuple[
         if not usable:
             raise DatasetError(class_dir, _empty_class_reason(files, modality))
         samples += [Sample(f, label, kind_of(f)) for f in usable]  # type: ignore[arg-type]
+    _warn_passed_over(root, found, warn or log.warning)  # once the folder is known to be usable
     return samples, [d.name for d in class_dirs]
 
 
@@ -316,6 +321,15 @@ def _class_dirs(root: Path) -> list[Path]:
     return dirs
 
 
+def _warn_passed_over(root: Path, found: dict[str, list[Path]], warn: Callable[[str], None]) -> None:
+    unsupported = [f for files in found.values() for f in files if kind_of(f) is None]
+    if unsupported:
+        warn(unsupported_message(unsupported))
+    loose = sorted(p for p in root.iterdir() if not _hidden(p.name) and not p.is_dir())
+    if loose:
+        warn(f"ignored {len(loose)} file(s) outside the class folders: {name_list(loose)}")
+
+
 def _files_under(folder: Path, root: Path) -> list[Path]:
     """Non-hidden files below ``folder``, sorted by relative path.
 
@@ -355,8 +369,10 @@ def _read_rows(csv_path: Path) -> list[tuple[int, Path, str]]:
     if not csv_path.is_file():
         raise DatasetError(csv_path, "CSV file does not exist" if not csv_path.exists() else "not a file")
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        # Bytes that are not UTF-8 (a Latin-1 file name) stay as they are, so the path is the
+        # file's own name (see xmodal.names).
+        text = from_bytes(csv_path.read_bytes()).removeprefix("\ufeff")
+    except OSError as exc:
         raise DatasetError(csv_path, f"cannot read CSV: {exc}") from None
     # skipinitialspace: `clip.mp4, "cat"` is a quoted label after a space, as people write it.
     reader = csv.reader(io.StringIO(text), skipinitialspace=True)

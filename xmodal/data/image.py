@@ -2,10 +2,13 @@
 
 Users' folders mix phone JPEGs (EXIF-rotated), PNGs with alpha or 16-bit depth,
 palette GIFs and print CMYK files; the model needs every one as upright RGB.
+Phone photos also come as HEIC (read by the pillow-heif plugin, loaded on the first
+such file) and AVIF (built into Pillow >= 11.3).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -18,9 +21,10 @@ from xmodal.errors import ImageDecodeError, missing_reason
 
 log = logging.getLogger(__name__)
 
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif"})
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-)
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif"}
+) | HEIF_EXTENSIONS
 
 # Transparent pixels are shown on a light page by viewers, so that is what we compose onto.
 _BACKGROUND = (255, 255, 255)
@@ -39,6 +43,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageDecodeError(path, missing_reason(path))
     if path.is_dir():
         raise ImageDecodeError(path, "is a directory, not an image file")
+    _enable_plugin_for(path)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both as hostile input.
@@ -59,6 +64,32 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageDecodeError(path, "permission denied") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError/SyntaxError/ValueError/...
         raise ImageDecodeError(path, f"cannot decode the image ({_one_line(exc)})") from exc
+
+
+def _enable_plugin_for(path: Path) -> None:
+    """Make Pillow able to open ``path``'s format, or say why it cannot."""
+    suffix = path.suffix.lower()
+    if suffix in HEIF_EXTENSIONS:
+        try:
+            _register_heif()
+        except ImportError as exc:
+            raise ImageDecodeError(path, "reading HEIC/HEIF needs the pillow-heif package "
+                                         "(pip install pillow-heif)") from exc
+    elif suffix == ".avif":
+        from PIL import features
+
+        if not features.check("avif"):
+            raise ImageDecodeError(path, "this Pillow was built without AVIF support "
+                                         "(Pillow >= 11.3 wheels have it)")
+
+
+@functools.cache
+def _register_heif() -> None:
+    from pillow_heif import register_heif_opener
+
+    # libheif applies the file's rotation (irot/imir) and pillow-heif then sets the EXIF
+    # orientation to 1, so _upright does not turn the picture a second time (tested).
+    register_heif_opener()
 
 
 def _one_line(exc: BaseException) -> str:

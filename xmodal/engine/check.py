@@ -28,7 +28,7 @@ class FileCheck:
         from xmodal.data.image import load_image
         from xmodal.data.sampling import TSNSampler
         from xmodal.data.video import read_clip
-        from xmodal.engine.inputs import media_kind
+        from xmodal.engine.inputs import media_kind, unsupported_reason
         from xmodal.errors import InputError
 
         file = Path(path)
@@ -39,7 +39,7 @@ class FileCheck:
             image = load_image(file)
             return {"kind": "image", "width": image.shape[1], "height": image.shape[0]}
         if kind is None:
-            raise InputError(file, f"unsupported file type {file.suffix or '(no extension)'!r}")
+            raise InputError(file, unsupported_reason(file))
         clip = read_clip(file, TSNSampler(self.frames, train=False), backend=self.backend)
         info = clip.info
         return {"kind": "video", "frames": info.num_frames, "duration_s": round(info.duration_s, 3),

@@ -6,7 +6,7 @@ error, this wrapper turns it into a skip that the training loop can count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,18 +24,21 @@ class Split:
     classes: list[str]
 
 
-def load_split(cfg: TrainConfig) -> Split:
-    """Find the training files and hold out validation files (by file, stratified)."""
+def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> Split:
+    """Find the training files and hold out validation files (by file, stratified).
+
+    ``warn`` gets the one-line notes on files passed over in the folders (see scan_folder).
+    """
     from xmodal.data.datasets import read_csv, scan_folder, stratified_split
 
     if cfg.csv is not None:
         samples, classes = read_csv(cfg.csv, cfg.modality)
     elif cfg.data is not None:
-        samples, classes = scan_folder(cfg.data, cfg.modality)
+        samples, classes = scan_folder(cfg.data, cfg.modality, warn)
     else:
         raise DatasetError(None, "no training data: pass --data DIR or --csv FILE")
     if cfg.val is not None:
-        val, val_classes = scan_folder(cfg.val, cfg.modality)
+        val, val_classes = scan_folder(cfg.val, cfg.modality, warn)
         if val_classes != classes:
             missing = sorted(set(val_classes) - set(classes))
             raise DatasetError(cfg.val, f"validation classes differ from training classes "

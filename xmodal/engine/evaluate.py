@@ -17,6 +17,7 @@ import numpy as np
 from xmodal.engine.predict import Predictor
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import DatasetError
+from xmodal.names import display
 
 
 @dataclass
@@ -69,8 +70,12 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
                     reporter: Reporter | None = None) -> EvalReport:
     """Score every file of a class-per-folder dataset; undecodable files are listed, not counted."""
     from xmodal.data.datasets import scan_folder
+    from xmodal.engine import distributed
 
-    samples, data_classes = scan_folder(data, modality)
+    reporter = reporter or Reporter()
+    # Every rank scans the folder; only the first names the files passed over.
+    warn = reporter.warning if distributed.env_info().is_main else _ignore
+    samples, data_classes = scan_folder(data, modality, warn)
     classes = predictor.classes
     unknown = sorted(set(data_classes) - set(classes))
     if unknown:
@@ -101,6 +106,10 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
         by_kind=by_kind, per_class=per_class_metrics(matrix, classes), confusion=matrix.tolist(),
         settings={"model": predictor.name, "data": str(data), "clips": predictor.reader.clips,
                   "crops": predictor.reader.crops, "frames": predictor.reader.frames})
+
+
+def _ignore(message: str) -> None:
+    """A warning some other process gives."""
 
 
 def _score(predictor: Predictor, items: list[str], reporter: Reporter | None) -> list[tuple]:
@@ -144,6 +153,7 @@ def render_confusion(matrix: np.ndarray, classes: list[str]) -> bytes:
 
     n = len(classes)
     size = min(30.0, max(4.0, 0.45 * n + 2.5))
+    classes = [display(name) for name in classes]  # FreeType refuses undecodable bytes
     fig, ax = plt.subplots(figsize=(size, size), dpi=100)
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8 if n > 20 else 10)

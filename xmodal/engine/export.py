@@ -2,20 +2,21 @@
 
 ``xmodal label --window W --stride S`` writes one record per file with its
 windows under ``clips``; these functions flatten that into the CSV tables
-users load into spreadsheets and timeline tools.
+users load into spreadsheets and timeline tools. File names that are not UTF-8
+are written as their own bytes, as in label's CSV (see ``xmodal.names``).
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from xmodal.engine.output import safe_cell
+from xmodal.engine.output import csv_text, safe_cell
 from xmodal.errors import InputError
+from xmodal.names import from_bytes, to_bytes
 
 CLIP_COLUMNS = ["path", "start_s", "end_s", "label", "score"]
 SUMMARY_COLUMNS = ["path", "label", "score", "kind", "duration_s", "num_clips", "majority_clip_label",
@@ -28,17 +29,18 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
         raise InputError(path, "expected the .jsonl output of `xmodal label`")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        text = from_bytes(path.read_bytes())
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    lines = text.split("\n")  # "\n" only: splitlines() also splits at a U+2028 in a file name
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError:
-            if number == len(lines) and not line.endswith("\n"):
-                return  # interrupted mid-write: the labeller will redo this file
+            if number == len(lines):  # no "\n" after it: interrupted mid-write
+                return  # the labeller will redo this file
             raise InputError(path, f"line {number} is not valid JSON") from None
         if not isinstance(record, dict) or "path" not in record:
             raise InputError(path, f"line {number} is not a labelling record")
@@ -72,16 +74,8 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
 
 def write_table(path: str | Path, header: list[str], rows: Iterable[list[Any]]) -> int:
     """Write a CSV atomically; returns the number of data rows."""
-    import io
+    from xmodal.checkpoint import atomic_write_bytes
 
-    from xmodal.checkpoint import atomic_write_text
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    count = 0
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-    atomic_write_text(Path(path), buffer.getvalue())
-    return count
+    rows = list(rows)
+    atomic_write_bytes(Path(path), to_bytes(csv_text([header, *rows])))
+    return len(rows)

@@ -33,27 +33,43 @@ def media_kind(path: Path) -> str | None:
     return None
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, ...] = (),
-                 keep_empty: bool = False) -> list[Path]:
+def unsupported_reason(path: Path) -> str:
+    """Why a file is not read: its type (extension) is neither a video nor an image one."""
+    return f"unsupported file type {path.suffix or '(no extension)'!r}"
+
+
+@dataclass
+class Scan:
+    """What a folder scan found: the files to use, and those passed over for their type."""
+
+    files: list[Path]
+    unsupported: list[Path]
+
+
+def scan_paths(paths: Iterable[str | os.PathLike[str]], *, globs: tuple[str, ...] = (),
+               keep_empty: bool = False) -> Scan:
     """Files as given; folders recursed in sorted order, each real folder visited once.
 
-    ``globs`` (e.g. ``("*.mp4",)``) replaces the extension test for files found
-    in folders; files named explicitly are always kept and reported if bad. A folder with no
-    media is kept itself (to be reported) when named like a video, or always with ``keep_empty``.
+    ``globs`` (e.g. ``("*.mp4",)``) replaces the extension test for files found in folders
+    (the files it leaves out were not asked for, so they are not ``unsupported``); files named
+    explicitly are always kept and reported if bad. Hidden files and folders (".name") are
+    passed over silently. A folder with no media is kept itself (to be reported) when named
+    like a video, or always with ``keep_empty``.
     """
     out: list[Path] = []
+    unsupported: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = _walk(path, globs)
+            found = _walk(path, globs, unsupported)
             # "clip.mp4/" holding no media was meant as a file: keep it so it is reported.
             out.extend(found if found or (media_kind(path) is None and not keep_empty) else [path])
         else:
             out.append(path)
-    return out
+    return Scan(out, unsupported)
 
 
-def _walk(root: Path, globs: tuple[str, ...]) -> list[Path]:
+def _walk(root: Path, globs: tuple[str, ...], unsupported: list[Path]) -> list[Path]:
     import fnmatch
 
     found: list[Path] = []
@@ -69,10 +85,13 @@ def _walk(root: Path, globs: tuple[str, ...]) -> list[Path]:
             if name.startswith("."):
                 continue
             file = Path(dirpath) / name
-            wanted = (any(fnmatch.fnmatch(name, g) for g in globs) if globs
-                      else media_kind(file) is not None)
-            if wanted:
+            if globs:
+                if any(fnmatch.fnmatch(name, g) for g in globs):
+                    found.append(file)
+            elif media_kind(file) is not None:
                 found.append(file)
+            else:
+                unsupported.append(file)
     return found
 
 
@@ -134,7 +153,7 @@ class ClipReader:
             raise InputError(path, "is a directory, not a media file" if kind is not None
                              else "folder holds no video or image files")
         if kind is None:
-            raise InputError(path, f"unsupported file type {path.suffix or '(no extension)'!r}")
+            raise InputError(path, unsupported_reason(path))
         if kind == "image":
             return [load_image(path)[None]], {"kind": "image", "frames": 1, "duration_s": None}
         return self._decode_video(path)

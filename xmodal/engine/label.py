@@ -4,7 +4,7 @@ Each file's record is written with one ``write`` call and flushed, so a crash
 (even ``kill -9``) loses at most the record in flight. Re-running the same
 command reads the output, drops a torn last line, skips the files already
 there and appends the rest in the same order: the final file equals an
-uninterrupted run's.
+uninterrupted run's. Every file name round-trips, whatever its bytes (see ``xmodal.names``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal.engine.inputs import expand_paths
-from xmodal.engine.output import safe_cell
+from xmodal.engine.inputs import Scan, scan_paths
+from xmodal.engine.output import csv_text, json_line, safe_cell, unsafe_cell
 from xmodal.engine.predict import Predictor
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import ConfigError, DatasetError, InputError
+from xmodal.names import from_bytes, to_bytes
 
 CSV_COLUMNS = ["path", "label", "score", "top", "kind", "frames", "duration_s", "start_s", "end_s",
                "sampled_s", "model", "error"]
@@ -49,16 +50,17 @@ def output_format(out: Path) -> str:
     raise ConfigError(f"{out}: output must end in .jsonl or .csv")
 
 
-def find_files(folders: Sequence[str | os.PathLike[str]], globs: tuple[str, ...] = ()) -> list[Path]:
-    """Every media file under ``folders`` in a deterministic order; a missing folder is an error."""
+def find_files(folders: Sequence[str | os.PathLike[str]], globs: tuple[str, ...] = ()) -> Scan:
+    """Every media file under ``folders`` in a deterministic order, and the files of unsupported
+    type that were passed over; a missing folder, or one without media, is an error."""
     for folder in folders:
         if not Path(folder).exists():
             raise InputError(folder, "no such file or directory")
-    files = expand_paths(folders, globs=globs)
-    if not files:
+    scan = scan_paths(folders, globs=globs)
+    if not scan.files:
         what = f"matching {', '.join(globs)}" if globs else "with a video or image extension"
         raise DatasetError(", ".join(str(f) for f in folders), f"no files {what}")
-    return files
+    return scan
 
 
 class RecordWriter:
@@ -75,7 +77,7 @@ class RecordWriter:
             self.done = self._recover()
         self._fd = os.open(out, os.O_WRONLY | os.O_APPEND)
         if self.format == "csv" and out.stat().st_size == 0:
-            self._write(_csv_text([CSV_COLUMNS]))
+            self._write(csv_text([CSV_COLUMNS]))
 
     def _recover(self) -> set[str]:
         """Paths already recorded; a torn last line (a crash mid-write) is cut off."""
@@ -88,12 +90,12 @@ class RecordWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.format == "jsonl":
-            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._write(json_line(record) + "\n")
         else:
-            self._write(_csv_text(_csv_rows(record)))
+            self._write(csv_text(_csv_rows(record)))
 
     def _write(self, text: str) -> None:
-        os.write(self._fd, text.encode("utf-8"))
+        os.write(self._fd, to_bytes(text))
 
     def close(self) -> None:
         os.fsync(self._fd)
@@ -112,11 +114,13 @@ def read_blocks(out: Path) -> dict[str, str]:
     A torn last line is ignored; anything else that is not a record is an error.
     """
     fmt = output_format(out)
-    text = out.read_bytes().decode("utf-8", errors="replace")
+    text = from_bytes(out.read_bytes())
     text = text[:text.rfind("\n") + 1]
     blocks: dict[str, str] = {}
     if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(keepends=True), 1):
+        # Lines end at "\n" only: a name may hold U+2028 or U+0085, which splitlines() splits at.
+        for number, line in enumerate(text.split("\n")[:-1], 1):
+            line += "\n"
             if not line.strip():
                 continue
             try:
@@ -131,19 +135,9 @@ def read_blocks(out: Path) -> dict[str, str]:
         raise InputError(out, "not an xmodal labelling CSV; use --overwrite to start over")
     for row in rows[1:]:
         if row:
-            path = _unescape(row[0])
-            blocks[path] = blocks.get(path, "") + _csv_text([row])
+            path = unsafe_cell(row[0])
+            blocks[path] = blocks.get(path, "") + csv_text([row])
     return blocks
-
-
-def _unescape(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
-
-
-def _csv_text(rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
 
 
 def _csv_rows(record: dict[str, Any]) -> list[list[Any]]:
@@ -218,7 +212,7 @@ def label_sharded(predictor: Predictor, files: Sequence[Path], out: Path, *, ove
 
 def merge_parts(out: Path, parts: Sequence[Path], files: Sequence[Path]) -> None:
     """Write ``out`` = its old records + the parts', in the global file order; drop the parts."""
-    from xmodal.checkpoint import atomic_write_text
+    from xmodal.checkpoint import atomic_write_bytes
 
     blocks: dict[str, str] = read_blocks(out) if out.exists() else {}
     for part in parts:
@@ -227,7 +221,7 @@ def merge_parts(out: Path, parts: Sequence[Path], files: Sequence[Path]) -> None
                 blocks.setdefault(path, text)
     order = {str(f): i for i, f in enumerate(files)}
     ranked = sorted(blocks, key=lambda p: (order.get(p, len(order)), p))
-    header = _csv_text([CSV_COLUMNS]) if output_format(out) == "csv" else ""
-    atomic_write_text(out, header + "".join(blocks[p] for p in ranked))
+    header = csv_text([CSV_COLUMNS]) if output_format(out) == "csv" else ""
+    atomic_write_bytes(out, to_bytes(header + "".join(blocks[p] for p in ranked)))
     for part in parts:
         part.unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 CSV cells are escaped against spreadsheet formula injection: file and class
 names are user data, and a cell starting with = + - @ would run as a formula.
+File names that are not UTF-8 follow ``xmodal.names``: escaped in JSON, their own
+bytes in CSV, ``\\xNN`` on a terminal.
 """
 
 from __future__ import annotations
@@ -9,21 +11,31 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from xmodal.names import display, escape_surrogates
+
+# A formula start, after any quotes: "'=x" is quoted too, so that unsafe_cell can tell it from "=x".
+_NEEDS_QUOTE = re.compile("'*[=+\\-@\t\r]")
 
 
 def safe_cell(value: Any) -> Any:
     """Prefix text that a spreadsheet would evaluate with a quote, as OWASP recommends."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and _NEEDS_QUOTE.match(value):
         return "'" + value
     return value
 
 
+def unsafe_cell(cell: str) -> str:
+    """The value ``safe_cell`` was given: the inverse for every string."""
+    return cell[1:] if cell.startswith("'") and _NEEDS_QUOTE.match(cell, 1) else cell
+
+
 def json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False)
+    """One JSON object, UTF-8 as written; undecodable bytes of file names as \\udcXX escapes."""
+    return escape_surrogates(json.dumps(record, ensure_ascii=False))
 
 
 def csv_header(top_k: int) -> list[str]:
@@ -46,19 +58,32 @@ def csv_row(record: dict[str, Any], top_k: int) -> list[Any]:
     return [safe_cell(v) for v in row]
 
 
+def csv_text(rows: Iterable[list[Any]]) -> str:
+    """CSV rows, each ending in "\\n"; a cell holding "\\r" or "\\n" is quoted, so it reads back whole."""
+    buffer = io.StringIO()
+    # With "\r\n" as the terminator the writer quotes cells holding either character (with "\n"
+    # alone it leaves a bare "\r" unquoted, which readers take for a line end); each row then
+    # ends in "\n" like the rest of our files.
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2] + "\n")
+        buffer.seek(0)
+        buffer.truncate()
+    return "".join(lines)
+
+
 def write_csv_rows(stream: TextIO, rows: Iterable[list[Any]]) -> None:
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerows(rows)
+    stream.write(csv_text(rows))
 
 
 def table_line(record: dict[str, Any]) -> str:
     if "error" in record:
-        return f"{record['path']}\tERROR: {record['error']}"
+        return display(f"{record['path']}\tERROR: {record['error']}")
     top = "  ".join(f"{t['label']} ({t['score']:.3f})" for t in record["top"])
-    return f"{record['path']}\t{top}"
+    return display(f"{record['path']}\t{top}")
 
 
 def to_csv_text(records: Iterable[dict[str, Any]], top_k: int) -> str:
-    buffer = io.StringIO()
-    write_csv_rows(buffer, [csv_header(top_k)] + [csv_row(r, top_k) for r in records])
-    return buffer.getvalue()
+    return csv_text([csv_header(top_k)] + [csv_row(r, top_k) for r in records])

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmodal.engine.inputs import ClipReader, expand_paths
+from xmodal.engine.inputs import ClipReader, scan_paths
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.runtime import autocast, prepare_model, resolve_device, use_bf16
 from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
 from xmodal.errors import CheckpointError, ModelError, XmodalError
+from xmodal.names import unsupported_message
 
 DEFAULT_FRAMES = 8
 
@@ -153,8 +154,14 @@ class Predictor:
         return list(self.iter_predict(inputs))
 
     def iter_predict(self, inputs: Any, reporter: Reporter | None = None) -> Iterator[dict[str, Any]]:
-        """Records in input order; a file that fails yields ``{"path", "error"}``."""
-        items = _normalise_inputs(inputs)
+        """Records in input order; a file that fails yields ``{"path", "error"}``.
+
+        Files of unsupported type inside folders are named in one warning to ``reporter``.
+        """
+        reporter = reporter or Reporter()
+        items, unsupported = _normalise_inputs(inputs)
+        if unsupported:
+            reporter.warning(unsupported_message(unsupported))
         yield from self.iter_items(items, reporter)
 
     def iter_items(self, items: Sequence[Any], reporter: Reporter | None = None,
@@ -261,21 +268,29 @@ class Predictor:
         return {"label": top[0]["label"], "score": top[0]["score"], "top": top}
 
 
-def _normalise_inputs(inputs: Any) -> list[Any]:
+def _normalise_inputs(inputs: Any) -> tuple[list[Any], list[Path]]:
+    """The items to classify (folders expanded) and the files of unsupported type passed over."""
     if isinstance(inputs, (str, os.PathLike)) or isinstance(inputs, np.ndarray) or hasattr(
             inputs, "convert"):
         inputs = [inputs]
     items: list[Any] = []
+    unsupported: list[Path] = []
     paths: list[Any] = []
+
+    def expand() -> None:
+        scan = scan_paths(paths, keep_empty=True)
+        items.extend(scan.files)
+        unsupported.extend(scan.unsupported)
+        paths.clear()
+
     for item in inputs:
         if isinstance(item, (str, os.PathLike)):
             paths.append(item)
         else:
-            items.extend(expand_paths(paths, keep_empty=True))
-            paths = []
+            expand()
             items.append(item)
-    items.extend(expand_paths(paths, keep_empty=True))
-    return items
+    expand()
+    return items, unsupported
 
 
 def _item_name(item: Any) -> str:

@@ -2,6 +2,8 @@
 
 The engine only talks to a ``Reporter``; the CLI passes one that draws tqdm
 bars, the Python API gets the silent default, so both share one code path.
+Messages pass through ``xmodal.names.display``: a file name that is not UTF-8
+must not crash a terminal or a log.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
+
+from xmodal.names import display
 
 T = TypeVar("T")
 
@@ -23,10 +27,10 @@ class Reporter:
         yield from items
 
     def info(self, message: str) -> None:
-        log.info(message)
+        log.info(display(message))
 
     def warning(self, message: str) -> None:
-        log.warning(message)
+        log.warning(display(message))
 
     def printing(self) -> contextlib.AbstractContextManager[None]:
         """Wrap output printed while a bar runs, so lines and bar do not interleave."""
@@ -53,14 +57,14 @@ class TqdmReporter(Reporter):
         from tqdm import tqdm
 
         if not self.quiet:
-            tqdm.write(message)
+            tqdm.write(display(message))
 
     def warning(self, message: str) -> None:
         import sys
 
         from tqdm import tqdm
 
-        tqdm.write(f"warning: {message}", file=sys.stderr)
+        tqdm.write(f"warning: {display(message)}", file=sys.stderr)
 
     def printing(self) -> contextlib.AbstractContextManager[None]:
         from tqdm import tqdm

@@ -152,7 +152,7 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     device = resolve_device(distributed.device_for(dist_info, cfg.device))
     bf16 = use_bf16(device, cfg.precision)
 
-    split = load_split(cfg)
+    split = load_split(cfg, reporter.warning)
     reporter.info(f"data: {len(split.classes)} classes; train {describe(split.train)}; "
                   f"val {describe(split.val)}")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,

@@ -344,10 +344,10 @@ def _strip_timm_classifier(model: nn.Module) -> tuple[nn.Linear | None, int]:
 # --------------------------------------------------------------------------- weights files
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+    from xmodal.checkpoint import read_safetensors
 
     try:
-        return load_file(str(path), device="cpu")
+        return read_safetensors(path)
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ValueError, ...
         raise ModelError(f"{path}: not a readable weights file ({_short_reason(exc)})") from None
 

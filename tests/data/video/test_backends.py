@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -664,3 +665,17 @@ def test_decord_native_log_lines_are_silenced_unless_debugging(
     with pytest.raises(VideoDecodeError, match="decord cannot open it"):
         open_video(path, backend="decord")
     assert ("video_reader.cc" in capfd.readouterr().err) is debug
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_name_that_is_not_utf8_is_read(backend: str, h264: Path, tmp_path: Path) -> None:
+    """Latin-1 bytes from an old archive: decord encodes names as UTF-8, so it gets the file
+    through /proc/self/fd; every backend returns the frames and closes what it opened."""
+    _needs_decord(backend)
+    name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4")
+    with open(name, "wb") as file:
+        file.write(h264.read_bytes())
+    before = len(os.listdir("/proc/self/fd"))
+    with open_video(os.fsdecode(name), backend) as source:
+        assert identities(source.get_frames([3, 40]), 48) == [3, 40]
+    assert len(os.listdir("/proc/self/fd")) == before

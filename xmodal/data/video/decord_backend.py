@@ -52,7 +52,17 @@ class DecordSource(VideoSource):
             self._probe = None
         self._refuse_what_decord_misreads()
         self._short_side = short_side
-        self._reader: Any = self._guarded(self._new_reader, "decord cannot open it")
+        self._fd: int | None = None
+        self._reader: Any = None
+        self._uri = self._decord_uri()
+        try:
+            self._open_reader()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_reader(self) -> None:
+        self._reader = self._guarded(self._new_reader, "decord cannot open it")
         stamps = self._guarded(self._frame_times, "decord cannot index it")
         # decord mis-seeks in files whose frames carry no timestamps (H.264 in AVI): it
         # silently returns frames of the wrong GOP, so such files are read in order instead.
@@ -63,7 +73,7 @@ class DecordSource(VideoSource):
         sar = self._probe.sar if self._probe else None
         self.info = VideoInfo(self.timeline.num_frames, self._probe.fps if self._probe else fps,
                               self.timeline.duration_s,
-                              *output_size(width, height, sar, IDENTITY, short_side),
+                              *output_size(width, height, sar, IDENTITY, self._short_side),
                               stream=self._probe.stream_index if self._probe else 0,
                               codec=self._probe.codec if self._probe else "")
 
@@ -97,10 +107,24 @@ class DecordSource(VideoSource):
         except Exception as exc:  # noqa: BLE001 - decord raises assorted types
             raise VideoDecodeError(self.path, f"{what} ({one_line(exc, self.path)})") from exc
 
+    def _decord_uri(self) -> str:
+        """A name decord can take: it encodes names as UTF-8, so a name that is not (Latin-1
+        bytes from an old archive) is opened here and passed as /proc/self/fd/N."""
+        name = str(self.path)
+        try:
+            name.encode("utf-8")
+            return name
+        except UnicodeEncodeError:
+            if not os.path.isdir("/proc/self/fd"):
+                raise VideoDecodeError(self.path, "decord cannot open a file whose name is not "
+                                                  "UTF-8; use --video-backend pyav or auto") from None
+        self._fd = os.open(self.path, os.O_RDONLY)
+        return f"/proc/self/fd/{self._fd}"
+
     def _new_reader(self) -> Any:
         # decord can scale in the decoder (width=, height=): its pixels differ from the
         # model's resize, and it measured no faster than resizing the decoded frames.
-        return self._decord.VideoReader(str(self.path), ctx=self._decord.cpu(0),
+        return self._decord.VideoReader(self._uri, ctx=self._decord.cpu(0),
                                         num_threads=decoder_threads())
 
     def _frame_times(self) -> np.ndarray | None:
@@ -188,3 +212,6 @@ class DecordSource(VideoSource):
 
     def close(self) -> None:
         self._reader = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
