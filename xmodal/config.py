@@ -17,7 +17,7 @@ MODALITIES = ("image", "video", "mixed")
 POOLINGS = ("mean", "max")
 FINETUNE_MODES = ("full", "linear", "gradual")
 OPTIMIZERS = ("adamw", "sgd")
-AUGMENT_PRESETS = ("none", "light", "strong")
+AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("auto", "cpu", "cuda")
 

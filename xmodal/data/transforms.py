@@ -78,7 +78,9 @@ def eval_transform(size: int, resize_size: int | None = None) -> ClipTransform:
 
 
 def train_transform(size: int, preset: str = "light") -> ClipTransform:
-    """Training augmentation "none", "light" (crop + flip) or "strong" (+ colour, TrivialAugment).
+    """Training augmentation: "none", "light" (crop + flip), "strong" (+ colour,
+    TrivialAugment) or "cross" (crop + flip + zoom-out + video-like degradations,
+    xmodal.data.domain: for a model that must hold across stills and clips).
 
     "none" equals the evaluation transform, for runs that must see exactly what inference sees.
     """
@@ -92,6 +94,10 @@ def train_transform(size: int, preset: str = "light") -> ClipTransform:
     if preset == "strong":
         steps += [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05),
                   v2.TrivialAugmentWide()]
+    if preset == "cross":
+        from xmodal.data.domain import RandomPlacement, VideoLikeDegradation
+
+        steps += [RandomPlacement(), VideoLikeDegradation()]
     return v2.Compose(steps)
 
 
