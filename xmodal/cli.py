@@ -59,7 +59,10 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--backbone", help="Encoder name (see `xmodal backbones`). [efficientnet_lite0]")
 @click.option("--weights", help="imagenet | none | PATH to a local state dict. [imagenet]")
 @click.option("--frames", type=int, help="Frames (TSN segments) per video clip. [8]")
+@click.option("--train-frames", type=int,
+              help="Frames per training clip (fewer than --frames trains faster). [= frames]")
 @click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
+@click.option("--train-size", type=int, help="Training crop size in px. [= input size]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")
 @click.option("--batch-size", type=int, help="Clips per batch. [8]")
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")

@@ -33,6 +33,7 @@ class TrainConfig:
     val: str | None = None
     val_split: float = 0.2
     frames: int = 8
+    train_frames: int | None = None  # T of training clips (TSN: fewer than at test); None = frames
     video_backend: str = "auto"
     workers: int = 2
     # model
@@ -41,6 +42,7 @@ class TrainConfig:
     pooling: str = "mean"
     dropout: float = 0.2
     input_size: int | None = None
+    train_size: int | None = None  # training crop size (FixRes: below the test size); None = input
     # optimisation
     finetune: str = "full"
     unfreeze_every: int = 1
@@ -83,8 +85,11 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
-        if self.input_size is not None and self.input_size < 32:
-            raise ConfigError(f"input_size must be >= 32 px, got {self.input_size}")
+        for name in ("input_size", "train_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 32:
+                raise ConfigError(f"{name} must be >= 32 px, got {getattr(self, name)}")
+        if self.train_frames is not None:
+            _positive("train_frames", self.train_frames)
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.val_split < 1.0:

@@ -157,3 +157,32 @@ def test_compile_trains_and_saves_the_same_keys(tiny_dataset: Path, tmp_path: Pa
     weights_p, _ = load_checkpoint(plain.run_dir)
     assert weights_c.keys() == weights_p.keys()
     assert all(torch.allclose(weights_c[k].float(), weights_p[k].float(), atol=1e-4) for k in weights_p)
+
+
+def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """TSN trains on fewer segments than it tests with, FixRes at a lower size: the clips that
+    reach the model have T_train frames at train_size; the checkpoint keeps the test T and
+    size, and prediction uses them."""
+    import xmodal.engine.train as train_mod
+
+    shapes: list[tuple[int, ...]] = []
+    original = train_mod._to_device
+
+    def spy(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
+        shapes.append(tuple(clips.shape))
+        return original(clips, device)
+
+    monkeypatch.setattr(train_mod, "_to_device", spy)
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, modality="video", frames=4, train_frames=2, input_size=96,
+             train_size=64, val_split=0.34))
+    train_shapes = {s for s in shapes if s[-1] == 64}
+    val_shapes = {s for s in shapes if s[-1] == 96}
+    assert {s[1:] for s in train_shapes} == {(2, 3, 64, 64)}
+    assert {s[1:] for s in val_shapes} == {(4, 3, 96, 96)}
+    _, meta = load_checkpoint(out)
+    assert meta["frames"] == 4 and meta["preprocessing"]["input_size"] == 96
+    video = next(p for p in sorted(tiny_dataset.rglob("*.mp4")))
+    record = load(str(out)).predict([str(video)])[0]
+    assert len(record["sampled_s"]) == 4

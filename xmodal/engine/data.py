@@ -85,11 +85,12 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
     from xmodal.data.datasets import ClipDataset, KindBatchSampler
     from xmodal.data.transforms import eval_transform, train_transform
 
-    transform = (train_transform(input_size, preset=cfg.augment) if train
+    transform = (train_transform(cfg.train_size or input_size, preset=cfg.augment) if train
                  else eval_transform(input_size, resize_size))
     # Validation frames shrink while decoding, as inference's do (the same pixels as the
     # transform's resize); training crops at random from full-size frames.
-    dataset = ClipDataset(samples, cfg.frames, transform, train=train, backend=cfg.video_backend,
+    frames = (cfg.train_frames or cfg.frames) if train else cfg.frames
+    dataset = ClipDataset(samples, frames, transform, train=train, backend=cfg.video_backend,
                           short_side=None if train else resize_size)
     sampler = KindBatchSampler([s.kind for s in samples], cfg.batch_size, shuffle=train,
                                generator=generator,
