@@ -81,6 +81,8 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--device", help="auto | cpu | cuda. [auto]")
 @click.option("--compile/--no-compile", default=None,
               help="torch.compile the encoder (slow first batch, then faster). [no]")
+@click.option("--feature-cache/--no-feature-cache", default=None,
+              help="--finetune linear: encode each file once and cache its features. [yes]")
 @click.option("--out", type=click.Path(), help="Run directory to write.")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue the run in RUN_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -64,6 +64,7 @@ class TrainConfig:
     patience: int | None = None
     precision: str = "auto"
     compile: bool = False  # torch.compile the encoder (pays on long GPU runs)
+    feature_cache: bool = True  # linear probe: encode each file once, cache its features on disk
     # run
     seed: int = 0
     device: str = "auto"

@@ -180,6 +180,12 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                       f"is used as given (linear scaling rule would be "
                       f"{cfg.lr * dist_info.world_size:g})")
 
+    probe = None
+    if cfg.finetune == "linear" and not dist_info.enabled:
+        probe = _LinearProbe(model, split, cfg, pcfg, device, reporter)
+        steps = max(1, -(-probe.batches_per_epoch // cfg.accumulate))
+        scheduler = build_scheduler(optimizer, cfg, steps)
+
     state = _TrainingState()
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
@@ -194,12 +200,15 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         apply_freezing(model, cfg, epoch)
         net = _distributed_wrapper(model, device) if dist_info.enabled else model
         start = time.perf_counter()
-        tr = train_one_epoch(net, train_loader, optimizer, scheduler, criterion, device, cfg,
-                             bf16=bf16, reporter=reporter, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                             mixer=mixer)
-        distributed.broadcast_buffers(model)
-        va = evaluate(model, val_loader, criterion, device, bf16=bf16,
-                      reporter=reporter) if val_loader else None
+        if probe is not None:
+            tr, va = probe.epoch(optimizer, scheduler, criterion, generator, epoch)
+        else:
+            tr = train_one_epoch(net, train_loader, optimizer, scheduler, criterion, device,
+                                 cfg, bf16=bf16, reporter=reporter,
+                                 desc=f"epoch {epoch + 1}/{cfg.epochs}", mixer=mixer)
+            distributed.broadcast_buffers(model)
+            va = evaluate(model, val_loader, criterion, device, bf16=bf16,
+                          reporter=reporter) if val_loader else None
         state.note_skipped(tr.skipped + (va.skipped if va else []), reporter)
         if tr.seen == 0:
             raise DatasetError(cfg.data or cfg.csv, "no training file could be decoded "
@@ -228,6 +237,84 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
     best_acc = state.best_score if split.val else None
     return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped))
+
+
+class _LinearProbe:
+    """``--finetune linear`` in one process: the head trains on frozen features encoded once
+    (xmodal.engine.features), cached on disk unless ``feature_cache`` is off, in which case
+    they are encoded again every epoch (the same numbers, the same head: tested)."""
+
+    def __init__(self, model: nn.Module, split: Split, cfg: TrainConfig, pcfg: Any,
+                 device: torch.device, reporter: Reporter) -> None:
+        from xmodal.engine import features
+
+        self.model, self.split, self.cfg, self.device, self.reporter = model, split, cfg, device, reporter
+        self.sizes = {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size}
+        self.fingerprint = features.encoder_fingerprint(model)
+        if cfg.mixup or cfg.cutmix or cfg.augment != "none":
+            reporter.info("linear probe on frozen features: views as evaluation sees them "
+                          "(no augmentation, MixUp or CutMix)")
+        self.banks = self._banks() if cfg.feature_cache else None
+        train_bank = self.banks[0] if self.banks else self._banks()[0]
+        self.batches_per_epoch = sum(1 for _ in features.head_batches(
+            train_bank, cfg.batch_size, shuffle=False, generator=torch.Generator(), seed=0,
+            epoch=0))
+
+    def _banks(self) -> tuple[Any, Any]:
+        from xmodal.engine import features
+
+        made = [features.build_bank(self.model, samples, self.cfg, device=self.device,
+                                    fingerprint=self.fingerprint, use_cache=self.cfg.feature_cache,
+                                    reporter=self.reporter, desc=f"{name} features", **self.sizes)
+                if samples else None
+                for name, samples in (("train", self.split.train), ("val", self.split.val))]
+        computed = sum(b.computed for b in made if b is not None)
+        total = len(self.split.train) + len(self.split.val)
+        self.reporter.info(f"features: {computed} of {total} files encoded, "
+                           f"{total - computed} read from the cache")
+        return made[0], made[1]
+
+    def epoch(self, optimizer: torch.optim.Optimizer, scheduler: Any, criterion: nn.Module,
+              generator: torch.Generator, epoch: int) -> tuple[EpochResult, EpochResult | None]:
+        from xmodal.engine import features
+
+        train_bank, val_bank = self.banks or self._banks()
+        model, cfg = self.model, self.cfg
+        model.train()
+        total_loss, correct, seen, pending = 0.0, 0, 0, 0
+        for feats, labels in features.head_batches(train_bank, cfg.batch_size, shuffle=True,
+                                                   generator=generator, seed=cfg.seed, epoch=epoch):
+            feats, labels = feats.to(self.device), labels.to(self.device)
+            logits = features.head_logits(model, feats)
+            loss = criterion(logits, labels)
+            (loss / cfg.accumulate).backward()
+            pending += 1
+            if pending == cfg.accumulate:
+                _optimizer_step(model, optimizer, scheduler, cfg)
+                pending = 0
+            total_loss += loss.item() * labels.numel()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.numel()
+        if pending:
+            _optimizer_step(model, optimizer, scheduler, cfg)
+        failed = sorted(train_bank.failed.values()) + sorted(val_bank.failed.values() if val_bank else [])
+        tr = EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, failed)
+        return tr, (self._evaluate(val_bank, criterion) if val_bank is not None else None)
+
+    @torch.inference_mode()
+    def _evaluate(self, bank: Any, criterion: nn.Module) -> EpochResult:
+        from xmodal.engine import features
+
+        self.model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        for feats, labels in features.head_batches(bank, self.cfg.batch_size, shuffle=False,
+                                                   generator=torch.Generator(), seed=0, epoch=0):
+            logits = features.head_logits(self.model, feats.to(self.device))
+            labels = labels.to(self.device)
+            total_loss += criterion(logits, labels).item() * labels.numel()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.numel()
+        return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, [])
 
 
 def _distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:

@@ -1,0 +1,91 @@
+"""Linear probing on cached frozen features: the same head as encoding every epoch, and a
+cache that is used exactly when nothing it depends on changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmodal.checkpoint import load_checkpoint
+from xmodal.config import load_config
+from xmodal.data.datasets import scan_folder
+from xmodal.engine import features
+from xmodal.engine.train import fit
+from xmodal.models import build_classifier
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XMODAL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "features"
+
+
+def _cfg(data: Path, out: Path, **kw):
+    base = dict(data=str(data), modality="mixed", frames=2, epochs=3, batch_size=4, workers=0,
+                out=str(out), val_split=0.34, lr=1e-2, warmup_epochs=0.0, input_size=64,
+                finetune="linear", augment="none")
+    base.update(kw)
+    return load_config(None, **base)
+
+
+def test_cached_probe_trains_the_same_head_as_encoding_every_epoch(
+        tiny_dataset: Path, tmp_path: Path, cache: Path) -> None:
+    cached = fit(_cfg(tiny_dataset, tmp_path / "cached", epochs=2))
+    assert len(list(cache.rglob("*.safetensors"))) == 18  # every file once: 9 videos, 9 images
+    fresh = fit(_cfg(tiny_dataset, tmp_path / "fresh", epochs=2, feature_cache=False))
+    a, _ = load_checkpoint(cached.run_dir)
+    b, _ = load_checkpoint(fresh.run_dir)
+    torch.testing.assert_close(a["head.weight"], b["head.weight"], rtol=1e-4, atol=1e-6)
+    assert [r["val_acc"] for r in cached.history] == [r["val_acc"] for r in fresh.history]
+    # the encoder is untouched by a linear probe
+    base = build_classifier("efficientnet_lite0", 3).state_dict()
+    torch.testing.assert_close(a["encoder.backbone.conv_stem.weight"],
+                               base["encoder.backbone.conv_stem.weight"])
+
+
+def test_cache_is_reused_and_invalidated_by_a_changed_file_or_encoder(
+        tiny_dataset: Path, tmp_path: Path, cache: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    samples, _ = scan_folder(data, "mixed")
+    samples = samples[::4]  # a few videos and images are enough
+    cfg = _cfg(data, tmp_path / "run")
+    model = build_classifier("efficientnet_lite0", 3)
+    sizes = {"input_size": 64, "resize_size": 73}
+    fingerprint = features.encoder_fingerprint(model)
+    first = features.build_bank(model, samples, cfg, device=torch.device("cpu"),
+                                fingerprint=fingerprint, **sizes)
+    assert first.computed == len(samples) and not first.failed
+    again = features.build_bank(model, samples, cfg, device=torch.device("cpu"),
+                                fingerprint=fingerprint, **sizes)
+    assert again.computed == 0
+    for a, b in zip(first.features, again.features, strict=True):
+        torch.testing.assert_close(a, b)
+    touched = samples[0].path
+    os.utime(touched, ns=(1, 1))  # same bytes, another modification time: encoded again
+    assert features.build_bank(model, samples, cfg, device=torch.device("cpu"),
+                               fingerprint=fingerprint, **sizes).computed == 1
+    with torch.no_grad():
+        model.encoder.backbone.conv_stem.weight.mul_(1.01)
+    changed = features.encoder_fingerprint(model)
+    assert changed != fingerprint
+    assert features.build_bank(model, samples, cfg, device=torch.device("cpu"),
+                               fingerprint=changed, **sizes).computed == len(samples)
+    bigger = {"input_size": 96, "resize_size": 110}
+    assert features.build_bank(model, samples, cfg, device=torch.device("cpu"),
+                               fingerprint=changed, **bigger).computed == len(samples)
+
+
+def test_a_broken_file_is_skipped_not_cached(tiny_dataset: Path, tmp_path: Path,
+                                             cache: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    broken = next(data.rglob("*.mp4"))
+    broken.write_bytes(b"not a video")
+    result = fit(_cfg(data, tmp_path / "run", epochs=1))
+    assert any(str(broken) in s for s in result.skipped_files)
+    assert len(list(cache.rglob("*.safetensors"))) == 17
