@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,8 +69,16 @@ class Timeline:
 
     def index_of_pts(self, pts: int) -> int:
         """Index of the frame with timestamp ``pts`` (the one on screen then, if none matches)."""
+        found = self._index_by_pts.get(pts)
+        if found is not None:
+            return found
         assert self.pts is not None
         return int(max(0, np.searchsorted(self.pts, pts, side="right") - 1))
+
+    @cached_property
+    def _index_by_pts(self) -> dict[int, int]:
+        # Called for every decoded frame: a dict lookup is 10x cheaper than a numpy search.
+        return {} if self.pts is None else {int(p): i for i, p in enumerate(self.pts.tolist())}
 
     def keyframe_before(self, index: int) -> int:
         """The last keyframe index at or before ``index`` (0 if none is known)."""
