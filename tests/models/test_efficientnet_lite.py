@@ -215,6 +215,20 @@ def test_predict_cli_names_the_class(name: str, tmp_path: Path) -> None:
     assert record["path"] == str(photo) and record["top"][0]["label"] == "espresso"
 
 
+def test_backbones_cli_lists_them_offline(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal.cli import main
+
+    # Only these rows: the torchvision ones are tested elsewhere and cost seconds to build.
+    monkeypatch.setattr("xmodal.models.list_encoders", lambda: list(LITE_ENCODERS))
+    main(["backbones"])  # returns on success; errors exit
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("efficientnet_lite")}
+    assert rows == {"efficientnet_lite0": ["3.4M", "0.38", "1280", "224", "yes"],
+                    "efficientnet_lite1": ["4.1M", "0.60", "1280", "240", "yes"],
+                    "efficientnet_lite2": ["4.8M", "0.86", "1280", "260", "yes"]}
+
+
 def test_offline_encoders_build_without_timm_or_torchvision() -> None:
     """The start-up budget of `xmodal predict`: neither library is imported for these encoders."""
     code = ("import sys; from xmodal.models.encoders import create_encoder, imagenet_categories; "
