@@ -3,7 +3,7 @@
 
 Each encoder (ImageNet weights, eval mode, no_grad, fp32, channels-first) runs a batch of
 --batch random frames at its own input size; after --warmup passes, --repeats timed passes,
-median, fastest and all times listed. The encoders take turns pass by pass, so a slow spell
+median, fastest, CPU time and all times listed. The encoders take turns pass by pass, so a slow spell
 of the machine hits every row alike. Run it on an idle machine.
 
     python tools/bench_encoders.py                         # the three EfficientNet-Lite
@@ -27,24 +27,26 @@ from xmodal.models import LITE_ENCODERS, create_encoder  # noqa: E402
 from xmodal.models.zoo import encoder_facts  # noqa: E402
 
 
-def time_forward(names: list[str], batch: int, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per forward pass of ``batch`` frames at each encoder's input size, ``repeats`` each.
+def time_forward(names: list[str], batch: int, warmup: int,
+                 repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds per forward pass of ``batch`` frames at each encoder's input size.
 
-    The encoders take turns pass by pass, so that load from other processes falls on all alike.
+    The encoders take turns pass by pass, so that load from other processes falls on all alike;
+    CPU time (all of this process's threads) is the figure least moved by that load.
     """
     runs = {}
     for name in names:
         encoder = create_encoder(name).eval()
         size = encoder.pretrained_cfg.input_size
         runs[name] = (encoder, torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)))
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     with torch.no_grad():
         for i in range(warmup + repeats):
             for name, (encoder, x) in runs.items():
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 encoder(x)
                 if i >= warmup:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     return times
 
 
@@ -60,17 +62,19 @@ def main() -> None:
     rows = []
     for name, runs in times.items():
         facts = encoder_facts(name)
-        median = statistics.median(runs)
+        walls = [wall for wall, _ in runs]
+        median = statistics.median(walls)
         rows.append([name, facts.input_size, f"{facts.params_m:.2f}M", f"{facts.gflops:.3f}",
-                     median * 1000, median * 1000 / args.batch, min(runs) * 1000,
-                     ", ".join(f"{t * 1000:.0f}" for t in runs)])
+                     median * 1000, median * 1000 / args.batch, min(walls) * 1000,
+                     statistics.median(cpu for _, cpu in runs) * 1000,
+                     ", ".join(f"{t * 1000:.0f}" for t in walls)])
     print()
     print(header("Encoder forward time (CPU, eval, fp32)", started))
     print(f"batch of {args.batch} random frames at each encoder's input size; median of "
           f"{args.repeats} passes after {args.warmup} warm-up passes, the encoders taking turns; "
           "parameters without the ImageNet head; GFLOPs = multiply-adds per frame.\n")
     print(table(["encoder", "input px", "params", "GFLOPs", "median ms / batch", "ms / frame",
-                 "fastest ms / batch", "runs ms"], rows))
+                 "fastest ms / batch", "median CPU ms / batch", "runs ms"], rows))
 
 
 if __name__ == "__main__":
