@@ -370,7 +370,7 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
 @cli.command()
 @click.option("--timm", "timm_names", multiple=True, help="Also describe timm:NAME (repeat).")
 def backbones(timm_names: tuple[str, ...]) -> None:
-    """List the available encoders: parameters, GFLOPs at 224 px, feature width, offline weights.
+    """List the available encoders: parameters, GFLOPs at their input size, feature width, offline weights.
 
     \b
     xmodal backbones

