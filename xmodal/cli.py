@@ -112,6 +112,41 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
     click.echo(display(f"saved: {result.run_dir}"))
 
 
+# --------------------------------------------------------------------------- adapt
+
+@cli.command()
+@click.argument("run")
+@click.option("--unlabeled", "unlabeled", multiple=True, required=True, type=click.Path(),
+              help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable.")
+@click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--rounds", type=int, default=2, show_default=True, help="Self-training rounds.")
+@click.option("--threshold", type=float, default=0.7, show_default=True,
+              help="Clip-level score from which a prediction is taken as a label.")
+@click.option("--epochs", type=int, help="Epochs per round. [the run's]")
+@click.option("--augment", type=click.Choice(AUGMENT_PRESETS), default="cross", show_default=True,
+              help="Augmentation of the rounds (the students are noised).")
+@click.option("--workers", type=int, help="Decode worker processes. [the run's]")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold: float,
+          epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
+    """Self-train RUN on your own unlabelled videos: confident clip predictions become labels.
+
+    \b
+    xmodal adapt runs/photos --unlabeled my_videos/ --out runs/photos_adapted
+    """
+    from xmodal.engine.adapt import adapt as run_adapt
+    from xmodal.engine.reporting import TqdmReporter
+
+    history = run_adapt(run, list(unlabeled), out, rounds=rounds, threshold=threshold,
+                        epochs=epochs, augment=augment, workers=workers,
+                        reporter=TqdmReporter(quiet=quiet))
+    for r in history:
+        acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.3f}"
+        click.echo(f"round {r.round}: {r.selected} of {r.considered} unlabelled files used; "
+                   f"best validation accuracy {acc}")
+    click.echo(display(f"saved: {out}"))
+
+
 # --------------------------------------------------------------------------- predict
 
 @cli.command()

@@ -32,6 +32,7 @@ class TrainConfig:
     modality: str = "video"
     val: str | None = None
     val_split: float = 0.2
+    pseudo_csv: str | None = None  # extra training rows (self-training), never validated on
     frames: int = 8
     train_frames: int | None = None  # T of training clips (TSN: fewer than at test); None = frames
     video_backend: str = "auto"
@@ -39,6 +40,7 @@ class TrainConfig:
     # model
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
+    init: str | None = None  # start from this run's weights (same classes), e.g. to adapt it
     pooling: str = "mean"
     dropout: float = 0.2
     input_size: int | None = None

@@ -157,6 +157,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                   f"val {describe(split.val)}")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
                              pooling=cfg.pooling, dropout=cfg.dropout)
+    if cfg.init is not None:
+        _load_init(model, cfg.init, split.classes)
     if cfg.input_size is not None:  # e.g. smaller frames for speed; recorded in the checkpoint
         model.encoder.pretrained_cfg = dataclasses.replace(
             model.encoder.pretrained_cfg, input_size=cfg.input_size,
@@ -315,6 +317,20 @@ class _LinearProbe:
             correct += (logits.argmax(1) == labels).sum().item()
             seen += labels.numel()
         return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, [])
+
+
+def _load_init(model: nn.Module, run: str, classes: list[str]) -> None:
+    """Start from a run's weights (``init``): same backbone and classes, or one clear line."""
+    from xmodal.checkpoint import load_checkpoint
+    from xmodal.errors import CheckpointError
+
+    weights, meta = load_checkpoint(run)
+    if list(meta.get("classes", [])) != list(classes):
+        raise CheckpointError(run, f"its classes {meta.get('classes')} are not this run's {classes}")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(run, f"its weights do not fit backbone {meta.get('backbone')!r} "
+                                   f"({len(missing)} missing, {len(unexpected)} unexpected)")
 
 
 def _distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:
