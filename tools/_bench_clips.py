@@ -328,3 +328,19 @@ def make_clip(image: np.ndarray, matte: str, path: Path, seed: int) -> ClipSpec:
     frames, _ = render(image, spec, seed)
     encode_h264(frames, path, spec.fps, spec.bitrate)
     return spec
+
+
+def contact_sheet(images: list[np.ndarray], matte: str, seeds: list[int]) -> np.ndarray:
+    """One row per image: the still (nearest-neighbour, as seen), then its clip's first, middle and
+    last frames (the central square): uint8 (rows * S, 4 * S, 3), S the short side."""
+    from PIL import Image
+
+    rows = []
+    for image, seed in zip(images, seeds, strict=True):
+        spec = draw_spec(np.random.default_rng([GENERATOR_VERSION, seed, 0]), matte)
+        frames, _ = render(image, spec, seed)
+        left = (spec.width - spec.height) // 2
+        still = Image.fromarray(image).resize((spec.height, spec.height), Image.NEAREST).convert("RGB")
+        picks = [frames[i][:, left:left + spec.height] for i in (0, len(frames) // 2, len(frames) - 1)]
+        rows.append(np.concatenate([np.asarray(still), *picks], axis=1))
+    return np.concatenate(rows, axis=0)

@@ -112,7 +112,7 @@ def digits() -> BenchDataset:
     labels = d.target.astype(np.int64)
     train, test = _pools(labels, np.arange(len(labels)), (90, -1), salt=1)
     return BenchDataset("digits", images, labels, [f"digit_{i}" for i in range(10)], "ink", train, test,
-                        shots=(10, 60), test_stills=50, test_clips=20,
+                        shots=(10, 30), test_stills=50, test_clips=20,
                         source="sklearn.datasets.load_digits")
 
 
@@ -124,7 +124,7 @@ def lfw() -> BenchDataset:
     labels = np.array([0] * 100 + [1] * 100, dtype=np.int64)  # documented: 100 faces, then 100 non-faces
     train, test = _pools(labels, np.arange(len(labels)), (50, 50), salt=2)
     return BenchDataset("lfw", images, labels, ["face", "non_face"], "card", train, test,
-                        shots=(10, 40), test_stills=50, test_clips=25,
+                        shots=(10, 30), test_stills=50, test_clips=25,
                         source="skimage.data.lfw_subset")
 
 
@@ -221,7 +221,7 @@ def fashion_mnist(cache: Path, path: Path | None = None) -> BenchDataset:
     (train,) = _pools(labels, np.arange(n_train), (100,), salt=3)
     (test,) = _pools(labels, np.arange(n_train, len(labels)), (100,), salt=4)
     return BenchDataset("fashion-mnist", images, labels, FASHION_CLASSES, "silhouette", train, test,
-                        shots=(10, 60), test_stills=50, test_clips=20, source=source)
+                        shots=(10, 30), test_stills=50, test_clips=20, source=source)
 
 
 DATASETS = ("fashion-mnist", "digits", "lfw")

@@ -43,7 +43,7 @@ class Settings:
     """What every row shares: frame size fed to the encoder, frames per clip, epochs."""
 
     input_size: int = 112
-    frames: int = 4
+    frames: int = 3
     epochs: int = 5
     device: str = "auto"  # auto | cpu | cuda, for every row
 
@@ -462,7 +462,7 @@ class XmodalRecipe(Recipe):
 
         out = task.work / "run"
         fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
-        predictor = xmodal.load(out)
+        predictor = xmodal.load(out, device=task.settings.device)
         scores = {}
         for name, items in task.tests.items():
             records = predictor.predict([str(i.path) for i in items])

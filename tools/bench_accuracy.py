@@ -295,14 +295,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        f"{', '.join(recipes.RECIPES)} (see _bench_recipes.py).")
     p.add_argument("--datasets", help=f"Comma list of {', '.join(datasets.DATASETS)}. [all; --quick: digits]")
     p.add_argument("--directions", help="Comma list of directions. [all]")
-    p.add_argument("--shots", help="Training images per class, comma list. [each dataset's: 10,60 "
-                                   "(lfw 10,40); --quick: the smallest]")
+    p.add_argument("--shots", help="Training images per class, comma list. [10,30; --quick: 10]")
     p.add_argument("--seeds", help="Comma list of seeds. [0,1,2; --quick: 0]")
     p.add_argument("--recipes", help=f"Comma list of rows; options go after ':' with ',' between them "
                                      f"(quote the list). [{','.join(recipes.DEFAULT_RECIPES)}]")
     p.add_argument("--epochs", type=int, default=5, help="Epochs for every trained row. [5]")
     p.add_argument("--input-size", type=int, default=112, help="Encoder input px for every row. [112]")
-    p.add_argument("--frames", type=int, default=4, help="T: frames per clip for every row. [4]")
+    p.add_argument("--frames", type=int, default=3, help="T: frames per clip for every row. [3]")
     p.add_argument("--test-stills", type=int, help="Test stills per class. [50; --quick: 20]")
     p.add_argument("--test-clips", type=int, help="Test clips per class. [20, lfw 25; --quick: 8]")
     p.add_argument("--quick", action="store_true", help="Iterate fast: 1 seed, 1 shot, small tests.")
@@ -314,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rates", help="TRAIN_FPS,INFER_FPS at --input-size, for the estimate. [measured "
                                    "on a 2-core VM]")
     p.add_argument("--estimate", action="store_true", help="Print the plan and its cost, run nothing.")
+    p.add_argument("--sheet", type=Path, help="Write a JPEG of test stills beside frames of their clips "
+                                              "(3 per dataset), then stop.")
     p.add_argument("--out", type=Path, default=Path("bench_accuracy.json"),
                    help="JSON results. [%(default)s]")
     return p.parse_args(argv)
@@ -392,6 +393,23 @@ def resolve(args: argparse.Namespace) -> tuple[list[DatasetPlan], list[int], lis
     return plans, seeds, directions, rows, settings
 
 
+def write_sheet(path: Path, plans: list[DatasetPlan], per_dataset: int = 3) -> None:
+    """Test stills and frames of the clips made from them, one row each, for a look at the styles."""
+    import numpy as np
+    from PIL import Image
+
+    rows = []
+    for plan in plans:
+        items = plan.test_items()["clips"]
+        picks = [items[round(k * (len(items) - 1) / max(1, per_dataset - 1))] for k in range(per_dataset)]
+        index = [int(i.key.split("/")[1]) for i in picks]
+        rows.append(clips.contact_sheet([plan.dataset.images[i] for i in index], plan.dataset.matte,
+                                        [plan.store.clip_seed(i) for i in index]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows)).save(path, quality=85)
+    print(f"wrote {path}")
+
+
 def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -429,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{fps[1]:.0f} inference frames/s (" +
           ", ".join(f"{k} {v / 60:.1f}" for k, v in cost.items() if k != "total") + " min)", flush=True)
     if args.estimate:
+        return 0
+    if args.sheet:
+        write_sheet(args.sheet, plans)
         return 0
 
     started = time.perf_counter()

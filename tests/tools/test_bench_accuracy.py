@@ -67,12 +67,12 @@ def test_estimate_counts_the_frames_of_the_plan(tmp_path: Path) -> None:
     assert [(j.train, j.tests, j.seed) for j in jobs] == [("clips", ("clips",), 0), ("clips", ("clips",), 1)]
     assert all(len(j.items) == 20 and {i.kind for i in j.items} == {"clip"} for j in jobs)
     cost = bench.estimate(jobs, rows, settings, (100.0, 400.0), workers=1)
-    # plain: 20 clips x 4 frames x 5 epochs per seed; tests: 50 clips x 4 frames per seed.
-    assert cost["training"] == pytest.approx(2 * 20 * 4 * 5 / 100.0)
-    assert cost["inference"] == pytest.approx(2 * 50 * 4 / 400.0)
+    # plain: 20 clips x 3 frames x 5 epochs per seed; tests: 50 clips x 3 frames per seed.
+    assert cost["training"] == pytest.approx(2 * 20 * 3 * 5 / 100.0)
+    assert cost["inference"] == pytest.approx(2 * 50 * 3 / 400.0)
     # features: each distinct clip once (the seeds' draws overlap in a pool of 50 per class)
     distinct = {i.key for j in jobs for i in j.items} | {i.key for i in plans[0].test_items()["clips"]}
-    assert cost["features"] == pytest.approx(len(distinct) * 4 / 400.0)
+    assert cost["features"] == pytest.approx(len(distinct) * 3 / 400.0)
     assert cost["making files"] == pytest.approx(len(distinct) * bench.CLIP_S)
 
 
