@@ -1,8 +1,8 @@
 """Real labelled image sets that exist offline, for ``tools/bench_accuracy.py``.
 
 * ``fashion-mnist``: 70,000 28x28 product photos, 10 classes (Zalando), from the Debian package
-  ``dataset-fashion-mnist`` (``apt-get download`` + ``dpkg -x`` into the cache) or a folder
-  holding its four ``*-idx?-ubyte.gz`` files;
+  ``dataset-fashion-mnist`` (``apt-get download`` + ``dpkg -x`` into the cache), a folder
+  holding its four ``*-idx?-ubyte.gz`` files, or that package's .deb;
 * ``digits``: scikit-learn's 1,797 8x8 handwritten digits, 10 classes;
 * ``lfw``: scikit-image's LFW subset, 100 25x25 faces and 100 non-faces (background crops
   of the same photos).
@@ -177,12 +177,23 @@ def fetch_fashion_package(cache: Path) -> Path:
         last = (done.stderr.strip().splitlines() or ["no .deb written"])[-1]
         raise DatasetUnavailable(f"fashion-mnist: apt-get download {FASHION_PACKAGE} failed ({last}); "
                                  "pass --fashion-mnist PATH")
-    tmp = cache / f".{FASHION_PACKAGE}.tmp"
+    return unpack_deb(packages[-1], cache, target)
+
+
+def unpack_deb(deb: Path, cache: Path, target: Path | None = None) -> Path:
+    """``dpkg -x`` a Fashion-MNIST .deb into ``target`` (default: a folder in ``cache`` named after it)."""
+    target = target or cache / "unpacked" / deb.stem
+    if find_fashion_files(target):
+        return target
+    if shutil.which("dpkg") is None:
+        raise DatasetUnavailable(f"{deb}: dpkg not found to unpack it; pass the unpacked folder")
+    tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    done = subprocess.run(["dpkg", "-x", str(packages[-1]), str(tmp)], capture_output=True, text=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
     if done.returncode != 0 or not find_fashion_files(tmp):
-        raise DatasetUnavailable(f"{packages[-1]}: dpkg -x gave no Fashion-MNIST files "
-                                 f"({done.stderr.strip()[-200:]})")
+        raise DatasetUnavailable(f"{deb}: dpkg -x gave no Fashion-MNIST files "
+                                 f"({done.stderr.strip()[-200:] or 'none inside'})")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
@@ -195,10 +206,12 @@ def fashion_mnist(cache: Path, path: Path | None = None) -> BenchDataset:
     official test set.
     """
     if path is not None:
-        files = find_fashion_files(path) if path.is_dir() else None
+        folder = unpack_deb(path, cache) if path.suffix == ".deb" and path.is_file() else path
+        files = find_fashion_files(folder) if folder.is_dir() else None
         if files is None:
             names = ", ".join(FASHION_FILES.values())
-            raise DatasetUnavailable(f"{path}: not a folder holding the Fashion-MNIST files ({names})")
+            raise DatasetUnavailable(f"{path}: neither a folder holding the Fashion-MNIST files ({names}) "
+                                     f"nor a .deb of {FASHION_PACKAGE}")
         source = str(path)
     else:
         installed = Path("/usr/share/datasets/fashion-mnist")

@@ -306,7 +306,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-clips", type=int, help="Test clips per class. [20, lfw 25; --quick: 8]")
     p.add_argument("--quick", action="store_true", help="Iterate fast: 1 seed, 1 shot, small tests.")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda, for every row. [auto]")
-    p.add_argument("--fashion-mnist", type=Path, help="Folder with Fashion-MNIST's *-idx?-ubyte.gz files.")
+    p.add_argument("--fashion-mnist", type=Path,
+                   help="Folder with Fashion-MNIST's *-idx?-ubyte.gz files, or its .deb.")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"Cache folder. [{DEFAULT_CACHE}]")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="Processes making clips. [2]")

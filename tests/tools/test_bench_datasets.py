@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
 from pathlib import Path
 
 import _bench_datasets as datasets
@@ -80,18 +82,42 @@ def test_read_idx_round_trip_and_refusals(tmp_path: Path) -> None:
         datasets.read_idx(tmp_path / "short.gz")
 
 
-def test_fashion_mnist_from_a_folder_of_idx_files(tmp_path: Path) -> None:
+def _write_fashion_files(folder: Path) -> None:
+    """Fashion-MNIST's four files, with random pixels: 1,200 training and 1,100 test images."""
     rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
     for part, n in (("train", 1200), ("t10k", 1100)):
-        _write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+        _write_idx(folder / f"{part}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{part}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+
+def test_fashion_mnist_from_a_folder_of_idx_files(tmp_path: Path) -> None:
+    _write_fashion_files(tmp_path)
     ds = datasets.fashion_mnist(tmp_path / "cache", tmp_path)
     assert ds.images.shape == (2300, 28, 28) and len(ds.classes) == 10
     assert all((i < 1200).all() for i in ds.train_pool.values())
     assert all((i >= 1200).all() for i in ds.test_pool.values())
     _check_pools(ds)
-    with pytest.raises(datasets.DatasetUnavailable, match="not a folder holding"):
+    with pytest.raises(datasets.DatasetUnavailable, match="neither a folder holding"):
         datasets.fashion_mnist(tmp_path / "cache", tmp_path / "cache")
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build a .deb")
+def test_fashion_mnist_from_a_deb_file(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    _write_fashion_files(root / "usr" / "share" / "datasets" / "fashion-mnist")
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN" / "control").write_text("Package: dataset-fashion-mnist\nVersion: 0.1\n"
+                                             "Architecture: all\nMaintainer: t <t@t>\nDescription: t\n")
+    deb = tmp_path / "dataset-fashion-mnist_0.1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", str(root), str(deb)], check=True, capture_output=True)
+    ds = datasets.fashion_mnist(tmp_path / "cache", deb)
+    assert ds.images.shape == (2300, 28, 28)
+    assert (tmp_path / "cache" / "unpacked" / deb.stem).is_dir()
+    empty = tmp_path / "empty.deb"
+    empty.write_bytes(b"not a deb")
+    with pytest.raises(datasets.DatasetUnavailable, match="dpkg -x gave no Fashion-MNIST files"):
+        datasets.fashion_mnist(tmp_path / "cache", empty)
 
 
 def test_fashion_mnist_from_the_debian_package() -> None:
