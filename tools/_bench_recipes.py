@@ -82,7 +82,13 @@ class Task:
     tests: dict[str, list[Item]]  # "stills" / "clips" -> items
     work: Path
     settings: Settings
-    media: MediaLoader
+    media: MediaLoader | None  # None only while estimating
+
+    @property
+    def loader(self) -> MediaLoader:
+        if self.media is None:
+            raise RecipeError("this task has no media loader (it was made for the estimate)")
+        return self.media
 
     def frames_in(self, items: Sequence[Item]) -> int:
         return sum(1 if i.kind == "still" else self.settings.frames for i in items)
@@ -305,7 +311,7 @@ class PlainRecipe(Recipe):
         for _ in range(task.settings.epochs):
             model.train()
             for batch in _batches(items, self.opts["batch_size"], generator):
-                clips = torch.stack([task.media.frames(i) for i in batch])
+                clips = torch.stack([task.loader.frames(i) for i in batch])
                 if self.opts["zoom_out"] < 1:
                     clips = _zoom_out(clips, self.opts["zoom_out"], generator)
                 labels = torch.tensor([i.label for i in batch], device=device)
@@ -314,7 +320,7 @@ class PlainRecipe(Recipe):
                 loss.backward()
                 optimizer.step()
         model.eval()
-        return {name: _accuracy(model, test, task.media) for name, test in task.tests.items()}
+        return {name: _accuracy(model, test, task.loader) for name, test in task.tests.items()}
 
 
 def _batches(items: list[Item], size: int, generator: torch.Generator) -> list[list[Item]]:
@@ -362,12 +368,12 @@ class _Probe(Recipe):
         return Cost()  # features are counted once per file, by the harness
 
     def run(self, task: Task) -> dict[str, float]:
-        x = task.media.features(task.train_items)
+        x = task.loader.features(task.train_items)
         y = np.array([i.label for i in task.train_items])
         model = self.model(len(x)).fit(x, y)
         out = {}
         for name, items in task.tests.items():
-            pred = model.predict(task.media.features(items))
+            pred = model.predict(task.loader.features(items))
             out[name] = float(np.mean(pred == np.array([i.label for i in items])))
         return out
 

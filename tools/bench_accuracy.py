@@ -187,7 +187,7 @@ def needed_media(plan: DatasetPlan, jobs: list[Job]) -> tuple[set[int], set[int]
 def make_task(job: Job, items: list[recipes.Item], tests: dict[str, list[recipes.Item]], train_dir: Path,
               work: Path, settings: recipes.Settings, media: recipes.MediaLoader | None) -> recipes.Task:
     return recipes.Task(job.plan.dataset.name, job.plan.dataset.classes, job.train, job.shot, job.seed,
-                        train_dir, items, tests, work, settings, media)  # type: ignore[arg-type]
+                        train_dir, items, tests, work, settings, media)
 
 
 # --------------------------------------------------------------------------- run
