@@ -47,6 +47,7 @@ class TrainConfig:
     train_size: int | None = None  # training crop size (FixRes: below the test size); None = input
     # optimisation
     finetune: str = "full"
+    freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained running statistics
     unfreeze_every: int = 1
     epochs: int = 5
     batch_size: int = 8

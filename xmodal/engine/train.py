@@ -63,7 +63,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     reported accuracy against each clip's dominant label.
     """
     reporter = reporter or Reporter()
-    set_train_mode(_unwrap(model))
+    set_train_mode(_unwrap(model), cfg.freeze_bn_stats)
     total_loss, correct, seen, skipped = 0.0, 0, 0, []
     optimizer.zero_grad(set_to_none=True)
     pending = 0
