@@ -207,7 +207,7 @@ def _load_models(refs: list[str]) -> list[Any]:
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("path", "error") if "error" in record else ("path", "label", "score", "top",
-                                                        "kind", "frames", "duration_s")
+                                                        "kind", "frames", "duration_s", "sampled_s")
     return {k: record[k] for k in keys if k in record}
 
 
