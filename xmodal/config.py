@@ -15,7 +15,7 @@ from xmodal.errors import ConfigError
 
 MODALITIES = ("image", "video", "mixed")
 POOLINGS = ("mean", "max")
-FINETUNE_MODES = ("full", "linear", "gradual")
+FINETUNE_MODES = ("full", "linear", "gradual", "lp-ft")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")

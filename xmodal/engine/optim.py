@@ -74,7 +74,7 @@ def encoder_stages(encoder: nn.Module, num_stages: int = NUM_STAGES) -> list[lis
 
 def trainable_stages(cfg: TrainConfig, epoch: int) -> int | None:
     """How many of the deepest encoder stages train in ``epoch`` (None = all)."""
-    if cfg.finetune == "full":
+    if cfg.finetune in ("full", "lp-ft"):
         return None
     if cfg.finetune == "linear":
         return 0

@@ -192,6 +192,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
+    elif cfg.finetune == "lp-ft":
+        _fit_head_first(model, split, cfg, pcfg, device, reporter)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(run_dir, cfg)
@@ -317,6 +319,22 @@ class _LinearProbe:
             correct += (logits.argmax(1) == labels).sum().item()
             seen += labels.numel()
         return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, [])
+
+
+def _fit_head_first(model: nn.Module, split: Split, cfg: TrainConfig, pcfg: Any,
+                    device: torch.device, reporter: Reporter) -> None:
+    """LP-FT's first stage: a logistic-regression head on the frozen encoder's features of the
+    training files (encoded once, cached like ``--finetune linear``'s), before fine-tuning."""
+    from xmodal.engine import features
+
+    bank = features.build_bank(model, split.train, cfg, input_size=pcfg.input_size,
+                               resize_size=pcfg.resize_size, device=device,
+                               fingerprint=features.encoder_fingerprint(model),
+                               use_cache=cfg.feature_cache, reporter=reporter,
+                               desc="probe features")
+    features.fit_probe_head(model, bank)
+    reporter.info(f"lp-ft: head fitted on the frozen features of {len(split.train)} files "
+                  f"({bank.computed} encoded now)")
 
 
 def _load_init(model: nn.Module, run: str, classes: list[str]) -> None:
