@@ -64,6 +64,7 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
 @click.option("--train-size", type=int, help="Training crop size in px. [= input size]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")
+@click.option("--min-steps", type=int, help="Train more epochs until this many optimiser steps. [0]")
 @click.option("--batch-size", type=int, help="Clips per batch. [8]")
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")
 @click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [0.1]")

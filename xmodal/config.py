@@ -50,6 +50,7 @@ class TrainConfig:
     freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained running statistics
     unfreeze_every: int = 1
     epochs: int = 5
+    min_steps: int = 0  # tiny data sets: more epochs until this many optimiser steps
     batch_size: int = 8
     lr: float = 1e-3
     backbone_lr_mult: float = 0.1
@@ -89,6 +90,8 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
+        if self.min_steps < 0:
+            raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
         for name in ("input_size", "train_size"):
             if getattr(self, name) is not None and getattr(self, name) < 32:
                 raise ConfigError(f"{name} must be >= 32 px, got {getattr(self, name)}")

@@ -186,3 +186,12 @@ def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, t
     video = next(p for p in sorted(tiny_dataset.rglob("*.mp4")))
     record = load(str(out)).predict([str(video)])[0]
     assert len(record["sampled_s"]) == 4
+
+
+def test_min_steps_sizes_the_schedule_of_a_tiny_data_set(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = fit(_cfg(tiny_dataset, out, modality="image", epochs=1, min_steps=5, batch_size=4,
+                      input_size=64, val_split=0.34))
+    # 9 stills, 3 held out: 6 train in 2 batches, so 3 epochs reach 5 steps
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "epochs: 3" in (out / "config.yaml").read_text()

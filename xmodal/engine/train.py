@@ -172,6 +172,11 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                               resize_size=pcfg.resize_size, **shard) if split.val else None)
     optimizer = build_optimizer(model, cfg)
     steps = max(1, -(-len(train_loader) // cfg.accumulate))
+    if not resume and cfg.epochs * steps < cfg.min_steps:
+        # A schedule sized in steps: 80 files make 10 steps an epoch, too few to fine-tune.
+        cfg = dataclasses.replace(cfg, epochs=-(-cfg.min_steps // steps))
+        reporter.info(f"small data set: {cfg.epochs} epochs of {steps} steps, to reach "
+                      f"min_steps {cfg.min_steps}")
     scheduler = build_scheduler(optimizer, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     mixer = batch_mixer(cfg.mixup, cfg.cutmix, len(split.classes))
