@@ -50,10 +50,10 @@ class TrainConfig:
     freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained running statistics
     unfreeze_every: int = 1
     epochs: int = 5
-    min_steps: int = 0  # tiny data sets: more epochs until this many optimiser steps
+    min_steps: int = 200  # tiny data sets: more epochs until this many optimiser steps
     batch_size: int = 8
     lr: float = 1e-3
-    backbone_lr_mult: float = 0.1
+    backbone_lr_mult: float = 1.0
     optimizer: str = "adamw"
     momentum: float = 0.9
     weight_decay: float = 0.01
@@ -61,7 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float | None = 1.0
     accumulate: int = 1
-    augment: str = "light"
+    augment: str = "cross"
     mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
