@@ -79,7 +79,8 @@ def test_self_training_on_unlabelled_clips_improves_clip_accuracy(
     source = tmp_path / "photos_run"
     fit(load_config(None, data=str(domains / "photos"), modality="image", frames=4, epochs=8,
                     batch_size=8, workers=0, out=str(source), val_split=0.25, input_size=64,
-                    finetune="linear", augment="none", lr=3e-3, warmup_epochs=1.0))
+                    finetune="linear", augment="none", lr=3e-3, warmup_epochs=1.0,
+                    min_steps=0))
     before = _clip_accuracy(source, domains)
     adapted = tmp_path / "adapted"
     history = adapt(source, [str(domains / "unlabeled")], adapted, rounds=2, threshold=0.5,

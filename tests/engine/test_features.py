@@ -28,7 +28,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _cfg(data: Path, out: Path, **kw):
     base = dict(data=str(data), modality="mixed", frames=2, epochs=3, batch_size=4, workers=0,
                 out=str(out), val_split=0.34, lr=1e-2, warmup_epochs=0.0, input_size=64,
-                finetune="linear", augment="none")
+                finetune="linear", augment="none", min_steps=0)
     base.update(kw)
     return load_config(None, **base)
 

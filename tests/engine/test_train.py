@@ -15,7 +15,8 @@ from xmodal.errors import DatasetError
 
 def _cfg(data: Path, out: Path, **kw):
     base = dict(data=str(data), modality="mixed", frames=2, epochs=1, batch_size=4, workers=0,
-                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0, input_size=112)
+                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0, input_size=112,
+                min_steps=0)
     base.update(kw)
     return load_config(None, **base)
 
@@ -125,7 +126,8 @@ def test_hostile_csv_names_are_data_and_nothing_is_written_outside_the_outputs(t
     before = {p for p in tmp_path.rglob("*")}
     run = tmp_path / "run"
     fit(load_config(None, csv=str(table), modality="image", frames=1, epochs=1, batch_size=4,
-                    workers=0, out=str(run), val_split=0.0, warmup_epochs=0.0, input_size=64))
+                    workers=0, out=str(run), val_split=0.0, warmup_epochs=0.0, input_size=64,
+                    min_steps=0))
     _, meta = load_checkpoint(run)
     assert sorted(meta["classes"]) == sorted(labels.values())
     out = tmp_path / "labels.csv"

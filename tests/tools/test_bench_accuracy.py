@@ -107,12 +107,13 @@ def test_bad_options_give_one_line_and_exit_2(argv: list[str], message: str, tmp
 
 @pytest.mark.slow
 def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> None:
-    """Digits, 2 images per class, 1 epoch, 48 px, T=2: plain and xmodal-defaults, real files."""
+    """Digits, 2 images per class, 1 epoch, 48 px, T=2: plain and xmodal (its defaults but
+    min_steps, which would stretch 2 steps an epoch to 200), real files."""
     out = tmp_path / "result.json"
     command = [sys.executable, str(ROOT / "tools" / "bench_accuracy.py"), "--datasets", "digits",
                "--shots", "2", "--seeds", "0", "--epochs", "1", "--input-size", "48", "--frames", "2",
                "--test-stills", "2", "--test-clips", "1", "--directions", "stills-clips,mixed-both",
-               "--recipes", "plain,xmodal-defaults", "--cache", str(tmp_path / "cache"), "--out", str(out),
+               "--recipes", "plain,xmodal:min_steps=0", "--cache", str(tmp_path / "cache"), "--out", str(out),
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -122,15 +123,15 @@ def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> No
     header = next(line for line in table.splitlines() if line.startswith("| recipe | s→"))
     assert header == "| recipe | s→c | m→s | m→c |"
     assert any(line.startswith("| plain | ") for line in table.splitlines())
-    assert any(line.startswith("| xmodal-defaults | ") for line in table.splitlines())
+    assert any(line.startswith("| xmodal:min_steps=0 | ") for line in table.splitlines())
 
     report = json.loads(out.read_text())
     assert {"command", "date", "git_commit", "settings", "datasets", "rows", "summary", "results",
             "wall_s", "estimate_s"} <= set(report)
     assert "bench_accuracy.py" in report["command"]
-    assert set(report["rows"]) == {"plain", "xmodal-defaults"}
+    assert set(report["rows"]) == {"plain", "xmodal:min_steps=0"}
     runs = {(r["recipe"], r["train"]): r for r in report["results"]}
-    assert set(runs) == {(r, t) for r in ("plain", "xmodal-defaults") for t in ("stills", "mixed")}
+    assert set(runs) == {(r, t) for r in ("plain", "xmodal:min_steps=0") for t in ("stills", "mixed")}
     for run in runs.values():
         assert "error" not in run, run
         assert set(run["accuracy"]) == ({"clips"} if run["train"] == "stills" else {"stills", "clips"})
