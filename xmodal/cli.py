@@ -303,6 +303,47 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
         raise SystemExit(EXIT_FAILED_INPUTS)
 
 
+# --------------------------------------------------------------------------- report
+
+@cli.command()
+@click.argument("predictions", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the report into.")
+@click.option("--data", type=click.Path(), help="Ground truth: the dataset's class folders.")
+@click.option("--eval", "eval_report", type=click.Path(),
+              help="Ground truth: the report.json of `xmodal eval --out` (its data folder).")
+@click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
+              help="Decode the frames the model saw into small JPEG strips.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Decode worker processes.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds one file's thumbnails may take before it is shown without them.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report(predictions: str, out: str, data: str | None, eval_report: str | None, thumbnails: bool,
+           workers: int, timeout: float, quiet: bool) -> None:
+    """Write an HTML report of a labelling run's PREDICTIONS.jsonl (open OUT/index.html).
+
+    \b
+    xmodal report predictions.jsonl --out report/
+    xmodal report predictions.jsonl --data samples/train --out report/   # + confusion matrix
+    """
+    from xmodal.engine.report import build_report
+    from xmodal.engine.report.truth import from_eval_report, from_folder
+    from xmodal.engine.reporting import TqdmReporter
+
+    if data and eval_report:
+        raise click.UsageError("give --data or --eval, not both")
+    truth = from_folder(data) if data else from_eval_report(eval_report) if eval_report else None
+    reporter = TqdmReporter(quiet=quiet)
+    summary = build_report(predictions, out, truth=truth, thumbnails=thumbnails, workers=workers,
+                           timeout_s=timeout, reporter=reporter)
+    if summary.thumbnail_errors:
+        first_path, first_reason = summary.thumbnail_errors[0]
+        reporter.warning(f"{len(summary.thumbnail_errors)} file(s) shown without thumbnails; first: "
+                         f"{first_path}: {first_reason}")
+    accuracy = "" if summary.accuracy is None else f", accuracy {summary.accuracy:.4f}"
+    click.echo(display(f"report of {summary.files} files ({summary.failed} failed{accuracy}): "
+                       f"{summary.out / 'index.html'}"))
+
+
 # --------------------------------------------------------------------------- check
 
 def _describe_checked(result: dict) -> str:
