@@ -344,6 +344,42 @@ def report(predictions: str, out: str, data: str | None, eval_report: str | None
                        f"{summary.out / 'index.html'}"))
 
 
+# --------------------------------------------------------------------------- render
+
+@cli.command()
+@click.argument("model")
+@click.argument("video", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="OUT.mp4 (or .mov, .mkv) to write.")
+@click.option("--window", type=float, help="Label sliding windows of SEC seconds. [whole video]")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--gif", is_flag=True, help="Also write a small animated preview, OUT.gif.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def render(model: str, video: str, out: str, window: float | None, stride: float | None, gif: bool,
+           video_backend: str, device: str, quiet: bool) -> None:
+    """Re-encode VIDEO with MODEL's label and score drawn on every frame.
+
+    \b
+    xmodal render runs/demo samples/demo/clip.mp4 --out clip_labelled.mp4
+    xmodal render runs/demo long.mp4 --window 4 --stride 2 --out long_labelled.mp4 --gif
+    """
+    from xmodal.engine.predict import Predictor
+    from xmodal.engine.render import render_video
+    from xmodal.engine.reporting import TqdmReporter
+
+    if window is not None and window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--window")
+    if stride is not None and (window is None or stride <= 0):
+        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
+    predictor = Predictor(_load_models([model]), device=device, video_backend=video_backend,
+                          workers=0, window_s=window, stride_s=stride)
+    result = render_video(predictor, video, out, gif=gif, reporter=TqdmReporter(quiet=quiet))
+    preview = f"; preview {result.gif}" if result.gif else ""
+    click.echo(display(f"wrote {result.out}: {result.frames} frames, {result.fps:g} fps, "
+                       f"{result.width}x{result.height}, audio {result.audio}{preview}"))
+
+
 # --------------------------------------------------------------------------- check
 
 def _describe_checked(result: dict) -> str:
