@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,10 @@ def write_jsonl(path: Path, records: list[dict], tail: str = "") -> Path:
 
 
 def read_payload(report: Path) -> dict:
+    """The report's data, read back as the page's ``JSON.parse('...')`` reads it."""
     text = (report / "data.js").read_text()
-    prefix = "window.XMODAL_REPORT = "
-    assert text.startswith(prefix) and text.endswith(";\n")
-    return json.loads(text[len(prefix):-2])
+    prefix, suffix = "window.XMODAL_REPORT = JSON.parse('", "');\n"
+    assert text.startswith(prefix) and text.endswith(suffix)
+    literal = text[len(prefix):-len(suffix)]
+    assert "'" not in re.sub(r"\\.", "", literal)  # no quote ends the string early
+    return json.loads(re.sub(r"\\(.)", r"\1", literal))  # undo the JS string's escapes

@@ -46,7 +46,7 @@ def test_an_image_strip_and_a_file_that_is_gone(media: dict[str, Path], tmp_path
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 10)
     unreadable = {**gone, "path": str(broken)}
-    failed = {"path": "x.mp4", "error": "cannot decode"}
+    failed = {"path": "x.mp4", "error": "cannot decode 'it' \\ \"really\" </script>"}
     records = [record(media["q"], "walk", 0.7), gone, unreadable, failed]
     summary = build_report(write_jsonl(tmp_path / "p.jsonl", records), tmp_path / "out", workers=0)
     assert summary.failed == 1 and summary.thumbnails == 1
@@ -59,7 +59,7 @@ def test_an_image_strip_and_a_file_that_is_gone(media: dict[str, Path], tmp_path
     assert files[1]["te"] == "no such file" and "th" not in files[1]
     assert "th" not in files[2] and files[2]["te"]  # the decoder's reason, in one line
     assert files[3] == {"p": "x.mp4", "u": Path("x.mp4").absolute().as_uri(), "k": "error",
-                        "e": "cannot decode"}
+                        "e": "cannot decode 'it' \\ \"really\" </script>"}
 
 
 def test_a_repeated_file_is_decoded_once_and_a_second_report_reuses_strips(

@@ -27,7 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], 
     media = media_tree(root)
     records = many_records(media, N)
     records[7] = {"path": str(root / "data" / "run" / "lost.mp4"), "error": "the decoder crashed (SIGSEGV)"}
-    hostile = '<img src=x onerror="window.pwned=1">.mp4'
+    hostile = '<img src=x onerror="window.pwned=1">\'\\.mp4'  # quote and backslash: data.js's string
     records[8] = {**records[8], "path": str(root / "data" / "walk" / hostile)}
     truth = from_folder(root / "data")
     build_report(write_jsonl(root / "p.jsonl", records), root / "out", truth=truth, workers=0)

