@@ -109,7 +109,7 @@ class PlainProgress:
     A line is printed each time another ``step`` of the total is done, but not more often
     than every ``min_interval_s`` seconds, and at least every ``max_interval_s`` (a heartbeat
     for long runs, and the only lines when the total is unknown). A loop that printed
-    anything ends with a ``done`` line; a loop shorter than ``min_interval_s`` prints nothing.
+    anything, or lasted ``min_interval_s``, ends with a ``done`` line with its time and rate.
     """
 
     def __init__(self, desc: str, total: int | None, *, step: float | None = None,
@@ -134,7 +134,7 @@ class PlainProgress:
             now = self.clock()
             # Whole steps done; the epsilon keeps 15 x 0.05 from falling short of 0.75.
             steps = int(done / self.total / self.step + 1e-9) if self.total else 0
-            due_step = steps >= next_step
+            due_step = steps >= next_step and done != self.total  # the end has its own line
             if (due_step and now - last >= self.min_interval_s) or now - last >= self.max_interval_s:
                 self.write(self._line(done, now - start))
                 last, printed = now, printed + 1
