@@ -74,6 +74,26 @@ def test_a_repeated_file_is_decoded_once_and_a_second_report_reuses_strips(
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "out" / "thumbs").iterdir())] == stamps
 
 
+def test_a_file_name_that_is_not_utf8(media: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from tests.media_factory import renamed_to_bytes
+
+    copy = tmp_path / "copy.mp4"
+    shutil.copy(media["c"], copy)
+    latin1 = renamed_to_bytes(copy, b"caf\xe9.mp4")
+    records = [record(latin1, "run", 0.6)]
+    src = tmp_path / "p.jsonl"
+    from xmodal.engine.output import json_line
+
+    src.write_text(json_line(records[0]) + "\n")  # as `xmodal label` writes it: \udce9 escaped
+    summary = build_report(src, tmp_path / "out", workers=0)
+    entry = read_payload(tmp_path / "out")["files"][0]
+    assert summary.thumbnails == 1 and (tmp_path / "out" / entry["th"]).stat().st_size > 0
+    assert entry["p"] == str(tmp_path / "caf\\xe9.mp4")  # shown as the terminal shows it
+    assert entry["u"] == (tmp_path.as_uri() + "/caf%E9.mp4")  # the link names the real bytes
+
+
 def test_timeline_segments_in_seconds(media: dict[str, Path], tmp_path: Path) -> None:
     r = record(media["a"], "run", 0.8, windows=[(0.0, 2.0, "run", 0.9), (1.0, 3.0, "walk", 0.6)])
     build_report(write_jsonl(tmp_path / "p.jsonl", [r]), tmp_path / "out", thumbnails=False)
