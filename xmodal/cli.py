@@ -339,6 +339,83 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
         raise SystemExit(EXIT_FAILED_INPUTS)
 
 
+# --------------------------------------------------------------------------- report
+
+@cli.command()
+@click.argument("predictions", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the report into.")
+@click.option("--data", type=click.Path(), help="Ground truth: the dataset's class folders.")
+@click.option("--eval", "eval_report", type=click.Path(),
+              help="Ground truth: the report.json of `xmodal eval --out` (its data folder).")
+@click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
+              help="Decode the frames the model saw into small JPEG strips.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Decode worker processes.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds one file's thumbnails may take before it is shown without them.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report(predictions: str, out: str, data: str | None, eval_report: str | None, thumbnails: bool,
+           workers: int, timeout: float, quiet: bool) -> None:
+    """Write an HTML report of a labelling run's PREDICTIONS.jsonl (open OUT/index.html).
+
+    \b
+    xmodal report predictions.jsonl --out report/
+    xmodal report predictions.jsonl --data samples/train --out report/   # + confusion matrix
+    """
+    from xmodal.engine.report import build_report
+    from xmodal.engine.report.truth import from_eval_report, from_folder
+    from xmodal.engine.reporting import TqdmReporter
+
+    if data and eval_report:
+        raise click.UsageError("give --data or --eval, not both")
+    truth = from_folder(data) if data else from_eval_report(eval_report) if eval_report else None
+    reporter = TqdmReporter(quiet=quiet)
+    summary = build_report(predictions, out, truth=truth, thumbnails=thumbnails, workers=workers,
+                           timeout_s=timeout, reporter=reporter)
+    if summary.thumbnail_errors:
+        first_path, first_reason = summary.thumbnail_errors[0]
+        reporter.warning(f"{len(summary.thumbnail_errors)} file(s) shown without thumbnails; first: "
+                         f"{first_path}: {first_reason}")
+    accuracy = "" if summary.accuracy is None else f", accuracy {summary.accuracy:.4f}"
+    click.echo(display(f"report of {summary.files} files ({summary.failed} failed{accuracy}): "
+                       f"{summary.out / 'index.html'}"))
+
+
+# --------------------------------------------------------------------------- render
+
+@cli.command()
+@click.argument("model")
+@click.argument("video", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="OUT.mp4 (or .mov, .mkv) to write.")
+@click.option("--window", type=float, help="Label sliding windows of SEC seconds. [whole video]")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--gif", is_flag=True, help="Also write a small animated preview, OUT.gif.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def render(model: str, video: str, out: str, window: float | None, stride: float | None, gif: bool,
+           video_backend: str, device: str, quiet: bool) -> None:
+    """Re-encode VIDEO with MODEL's label and score drawn on every frame.
+
+    \b
+    xmodal render runs/demo samples/demo/clip.mp4 --out clip_labelled.mp4
+    xmodal render runs/demo long.mp4 --window 4 --stride 2 --out long_labelled.mp4 --gif
+    """
+    from xmodal.engine.predict import Predictor
+    from xmodal.engine.render import render_video
+    from xmodal.engine.reporting import TqdmReporter
+
+    if window is not None and window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--window")
+    if stride is not None and (window is None or stride <= 0):
+        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
+    predictor = Predictor(_load_models([model]), device=device, video_backend=video_backend,
+                          workers=0, window_s=window, stride_s=stride)
+    result = render_video(predictor, video, out, gif=gif, reporter=TqdmReporter(quiet=quiet))
+    preview = f"; preview {result.gif}" if result.gif else ""
+    click.echo(display(f"wrote {result.out}: {result.frames} frames, {result.fps:g} fps, "
+                       f"{result.width}x{result.height}, audio {result.audio}{preview}"))
+
+
 # --------------------------------------------------------------------------- check
 
 def _describe_checked(result: dict) -> str:
