@@ -87,7 +87,7 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
         if probs is None:
             failed.append({"path": str(sample.path), "error": error})
             continue
-        views = probs[:info.get("n_avg", 1)].numpy()
+        views = np.asarray(probs[:info.get("n_avg", 1)])
         file_probs.append(views.mean(0))
         targets.append(remap[sample.label])
         kinds.append(sample.kind)
