@@ -69,7 +69,7 @@ def per_class_metrics(matrix: np.ndarray, classes: list[str]) -> dict[str, dict[
 def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "mixed",
                     reporter: Reporter | None = None) -> EvalReport:
     """Score every file of a class-per-folder dataset; undecodable files are listed, not counted."""
-    from xmodal.data.datasets import scan_folder
+    from xmodal.data.samples import scan_folder
     from xmodal.engine import distributed
 
     reporter = reporter or Reporter()
