@@ -217,9 +217,10 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
 def _load_models(refs: list[str], engine: str, device: str, compile_model: bool,
                  verify_key: str | None) -> list[Any]:
     from xmodal.engine.predict import load_models
+    from xmodal.engine.reporting import StderrReporter
 
     return load_models(refs, engine=engine, device=device, compile=compile_model,
-                       verify_key=verify_key)
+                       verify_key=verify_key, reporter=StderrReporter())
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:

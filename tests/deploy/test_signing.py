@@ -125,3 +125,12 @@ def test_sign_with_a_bad_key_is_one_line(exported: Path, tmp_path: Path, capsys)
     code, _, err = run_cli(capsys, "sign", str(exported), "--key", str(bad))
     _refused(code, err, str(bad), "not an elliptic-curve private key")
     assert not (exported / "model.sig").exists()
+
+
+def test_a_signed_run_cannot_be_forced_onto_its_unsigned_export(checkpoint: Path, photo: Path, keys,
+                                                                tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    private, public = keys["ours"]
+    model = _signed_copy(checkpoint, tmp_path, private, capsys)
+    code, _, err = run_cli(capsys, "predict", str(model), str(photo), "--verify-key", str(public),
+                           "--engine", "onnx")
+    _refused(code, err, "a signed run folder runs on PyTorch", "sign the export")

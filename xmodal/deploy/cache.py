@@ -11,19 +11,17 @@ entry; the weights are verified against it on every load, as the PyTorch path do
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xmodal.engine.reporting import Reporter
 from xmodal.errors import CheckpointError
 
 if TYPE_CHECKING:
     from xmodal.deploy.onnx_model import OnnxModel
-
-log = logging.getLogger(__name__)
 
 # Bump when the exported graph or its metadata change meaning: old entries are then unused.
 CACHE_FORMAT = 1
@@ -45,7 +43,7 @@ def cache_entry(meta_bytes: bytes) -> Path:
     return cache_root() / "onnx" / key.hexdigest()[:32]
 
 
-def load_cached_onnx(ref: str | os.PathLike[str]) -> OnnxModel:
+def load_cached_onnx(ref: str | os.PathLike[str], reporter: Reporter) -> OnnxModel:
     """The run dir or checkpoint ``ref`` on ONNX Runtime, from its cached export (made now if
     missing). The weights are checked against their recorded sha256 first (CheckpointError
     otherwise); a cached model.onnx that fails its own sha256 is exported again."""
@@ -62,8 +60,9 @@ def load_cached_onnx(ref: str | os.PathLike[str]) -> OnnxModel:
         try:
             return load_onnx_model(entry, name=str(ref))
         except CheckpointError as exc:
-            log.warning("%s: cached ONNX export is damaged (%s); exporting again", ref, exc)
+            reporter.warning(f"{ref}: the cached ONNX export is damaged ({exc}); exporting again")
             shutil.rmtree(entry, ignore_errors=True)
+    reporter.info(f"{ref}: exporting to ONNX for ONNX Runtime (once; cached in {entry})")
     _export_into(ref, entry)
     return load_onnx_model(entry, name=str(ref))
 
@@ -72,7 +71,6 @@ def _export_into(ref: str | os.PathLike[str], entry: Path) -> None:
     """Export into a fresh folder, then rename it into place (a concurrent exporter may win)."""
     from xmodal.deploy.onnx_export import export_onnx
 
-    log.info("%s: exporting to ONNX for ONNX Runtime (once; cached in %s)", ref, entry)
     entry.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=entry.parent))
     try:

@@ -12,7 +12,6 @@ same model.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from xmodal.names import unsupported_message
 
 if TYPE_CHECKING:
     import torch
-
-log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 8
 
@@ -63,10 +60,12 @@ class LoadedModel:
         return int(self.meta["preprocessing"]["resize_size"])
 
 
-def load_model(ref: str | os.PathLike[str], *, engine: str = "torch") -> LoadedModel:
+def load_model(ref: str | os.PathLike[str], *, engine: str = "torch",
+               reporter: Reporter | None = None) -> LoadedModel:
     """``ref`` is a run dir, a checkpoint file, an ONNX export dir, or an encoder name (ImageNet
     classes). An export dir always runs on ONNX Runtime; ``engine="onnx"`` runs a run dir or
-    checkpoint on ONNX Runtime too, through its cached export (``xmodal.deploy.cache``)."""
+    checkpoint on ONNX Runtime too, through its cached export (``xmodal.deploy.cache``; the
+    reporter hears when it is made)."""
     from xmodal.deploy.onnx_model import is_onnx_export, load_onnx_model
 
     path = Path(ref)
@@ -76,7 +75,7 @@ def load_model(ref: str | os.PathLike[str], *, engine: str = "torch") -> LoadedM
         if engine == "onnx":
             from xmodal.deploy.cache import load_cached_onnx
 
-            return load_cached_onnx(path)
+            return load_cached_onnx(path, reporter or Reporter())
         return _load_checkpoint_model(path)
     from xmodal.models import imagenet_classifier, list_encoders
 
@@ -144,20 +143,18 @@ def choose_engine(engine: str = "auto", device: str = "auto", compile: bool | st
 
 
 def load_models(refs: Sequence[str | os.PathLike[str]], *, engine: str = "auto", device: str = "auto",
-                compile: bool | str = False, verify_key: str | os.PathLike[str] | None = None
-                ) -> list[LoadedModel]:
+                compile: bool | str = False, verify_key: str | os.PathLike[str] | None = None,
+                reporter: Reporter | None = None) -> list[LoadedModel]:
     """The models for ``refs`` on the engine ``choose_engine`` picks (export dirs: always ONNX
     Runtime; encoder names: always PyTorch). ``verify_key``: each model's signature must
     verify with this public key (``xmodal sign``), else SignatureError."""
     chosen = choose_engine(engine, device, compile)
-    models = []
-    for ref in refs:
-        models.append(_load_one(ref, engine, chosen, verify_key))
-    return models
+    reporter = reporter or Reporter()
+    return [_load_one(ref, engine, chosen, verify_key, reporter) for ref in refs]
 
 
 def _load_one(ref: str | os.PathLike[str], asked: str, chosen: str,
-              verify_key: str | os.PathLike[str] | None) -> LoadedModel:
+              verify_key: str | os.PathLike[str] | None, reporter: Reporter) -> LoadedModel:
     from xmodal.deploy.onnx_model import is_onnx_export
 
     path = Path(ref)
@@ -167,17 +164,21 @@ def _load_one(ref: str | os.PathLike[str], asked: str, chosen: str,
     if verify_key is not None:
         from xmodal.deploy.signing import verify_model
 
+        if asked == "onnx" and not export:
+            raise ConfigError(f"{ref}: a signed run folder runs on PyTorch (its ONNX export is "
+                              "cached outside the signed folder); export it, sign the export, "
+                              "and predict with that")
         verify_model(ref, verify_key)
-        # The cached export of a run lives outside its signed folder: run the verified weights.
         chosen = "onnx" if export else "torch"
     if chosen == "onnx" and not export and path.exists() and asked == "auto":
         try:
-            return load_model(ref, engine="onnx")
+            return load_model(ref, engine="onnx", reporter=reporter)
         except ModelError as exc:  # e.g. a timm encoder the exporter cannot trace
-            log.warning("%s: running on PyTorch (no ONNX export: %s)", ref, exc)
+            reporter.warning(f"{ref}: running on PyTorch (no ONNX export: {exc})")
             return load_model(ref, engine="torch")
     # An encoder name runs on PyTorch unless ONNX was asked for (then load_model says why not).
-    return load_model(ref, engine=chosen if path.exists() or asked == "onnx" else "torch")
+    engine = chosen if path.exists() or asked == "onnx" else "torch"
+    return load_model(ref, engine=engine, reporter=reporter)
 
 
 def check_same_classes(models: Sequence[LoadedModel]) -> None:

@@ -71,3 +71,17 @@ class TqdmReporter(Reporter):
 
         # Clears the bars, lets the caller print (stdout or stderr), redraws them.
         return tqdm.external_write_mode()
+
+
+class StderrReporter(Reporter):
+    """Messages on stderr, one line each: notes that must not mix with records on stdout."""
+
+    def info(self, message: str) -> None:
+        import sys
+
+        print(f"xmodal: {message}", file=sys.stderr, flush=True)
+
+    def warning(self, message: str) -> None:
+        import sys
+
+        print(f"xmodal: warning: {message}", file=sys.stderr, flush=True)
