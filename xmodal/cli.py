@@ -486,10 +486,10 @@ def export(models: tuple[str, ...], out: str, fmt: str, int8: bool, calibration:
                          calibration_frames=calibration_frames, opset=opset,
                          reporter=TqdmReporter(quiet=quiet))
     for note in result.notes:
-        click.echo(note)
+        click.echo(display(note))
     meta = result.meta
-    click.echo(f"saved: {Path(out) / 'model.onnx'} ({meta['precision']}, opset {meta['opset']}, "
-               f"{len(meta['classes'])} classes)")
+    click.echo(display(f"saved: {Path(out) / 'model.onnx'} ({meta['precision']}, "
+                       f"opset {meta['opset']}, {len(meta['classes'])} classes)"))
 
 
 # --------------------------------------------------------------------------- sign
@@ -509,7 +509,7 @@ def sign(model_dir: str, private_key: str) -> None:
     from xmodal.deploy.signing import sign_model
 
     signature, files = sign_model(model_dir, private_key)
-    click.echo(f"signed {', '.join(files)}: {signature}")
+    click.echo(display(f"signed {', '.join(files)}: {signature}"))
 
 
 # --------------------------------------------------------------------------- info

@@ -60,7 +60,7 @@ def test_label_from_an_export_resumes_to_the_same_file(exported: Path, labelled:
     predictor = xmodal.load(exported, workers=0)
     from xmodal.engine.label import find_files, label_files
 
-    files = find_files([labelled])
+    files = find_files([labelled]).files
     full, partial = tmp_path / "full.jsonl", tmp_path / "partial.jsonl"
     label_files(predictor, files, full)
     lines = full.read_text().splitlines(keepends=True)
