@@ -61,12 +61,12 @@ def quantize_export(stage: Path, meta: dict[str, Any], source_meta: dict[str, An
 def calibration_files(meta: dict[str, Any], calibration: str | os.PathLike[str] | None,
                       source: str) -> tuple[list[Path], str]:
     """Media files to calibrate on, and where they come from (a folder, or the run's training split)."""
-    from xmodal.engine.inputs import expand_paths
+    from xmodal.engine.inputs import scan_paths
 
     if calibration is not None:
         if not Path(calibration).exists():
             raise DatasetError(calibration, "no such calibration folder")
-        files = expand_paths([calibration])
+        files = scan_paths([calibration]).files
         if not files:
             raise DatasetError(calibration, "no video or image files to calibrate on")
         return files, str(calibration)
