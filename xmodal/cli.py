@@ -18,7 +18,14 @@ from typing import Any
 import click
 
 from xmodal import __version__
-from xmodal.config import AUGMENT_PRESETS, FINETUNE_MODES, MODALITIES, POOLINGS, VIDEO_BACKENDS
+from xmodal.config import (
+    AUGMENT_PRESETS,
+    ENGINES,
+    FINETUNE_MODES,
+    MODALITIES,
+    POOLINGS,
+    VIDEO_BACKENDS,
+)
 from xmodal.errors import XmodalError
 from xmodal.names import display, unsupported_message
 
@@ -42,7 +49,14 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="auto", show_default=True),
         click.option("--compile", "compile_model", is_flag=True,
                      help="torch.compile the encoder: each new input shape compiles first "
-                          "(tens of seconds), then runs faster; for long runs."),
+                          "(tens of seconds), then runs faster; for long runs. Implies "
+                          "--engine torch."),
+        click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+                     help="auto: ONNX Runtime on the CPU (a run is exported once, cached), "
+                          "PyTorch on a GPU. Export dirs always run on ONNX Runtime."),
+        click.option("--verify-key", "verify_key", type=click.Path(),
+                     help="Refuse a model whose signature (xmodal sign) does not verify with "
+                          "this public key (PEM)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -161,11 +175,11 @@ def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold
 @_inference_options
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
             video_backend: str, batch_size: int | None, workers: int | None, device: str,
-            compile_model: bool) -> None:
+            compile_model: bool, engine: str, verify_key: str | None) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
-    MODEL is a run directory, a checkpoint, or an encoder name such as
-    efficientnet_lite0 (then the 1,000 ImageNet classes are used).
+    MODEL is a run directory, a checkpoint, an ONNX export directory (xmodal export) or an
+    encoder name such as efficientnet_lite0 (then the 1,000 ImageNet classes are used).
 
     \b
     xmodal predict runs/demo samples/demo/clip.mp4 samples/demo/photo.jpg
@@ -180,7 +194,8 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     paths = (model, *paths) if fused else paths
     if not paths:
         raise click.UsageError("give at least one image, video or folder to predict")
-    predictor = Predictor(_load_models(models), device=device, video_backend=video_backend,
+    loaded = _load_models(models, engine, device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=device, video_backend=video_backend,
                           batch_size=batch_size, workers=workers, top_k=top_k,
                           compile=compile_model)
     failed = 0
@@ -200,10 +215,13 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
         raise SystemExit(EXIT_FAILED_INPUTS)
 
 
-def _load_models(refs: list[str]) -> list[Any]:
-    from xmodal.engine.predict import load_model
+def _load_models(refs: list[str], engine: str, device: str, compile_model: bool,
+                 verify_key: str | None) -> list[Any]:
+    from xmodal.engine.predict import load_models
+    from xmodal.engine.reporting import StderrReporter
 
-    return [load_model(ref) for ref in refs]
+    return load_models(refs, engine=engine, device=device, compile=compile_model,
+                       verify_key=verify_key, reporter=StderrReporter())
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +252,8 @@ def _echo_csv(row: list[Any]) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
              crops: str, out: str | None, video_backend: str, batch_size: int | None,
-             workers: int | None, device: str, compile_model: bool, quiet: bool) -> None:
+             workers: int | None, device: str, compile_model: bool, engine: str,
+             verify_key: str | None, quiet: bool) -> None:
     """Accuracy, per-class metrics and a confusion matrix of MODEL on --data.
 
     \b
@@ -251,7 +270,9 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
     if clips < 1:
         raise click.BadParameter("must be >= 1", param_hint="--clips")
     dist = distributed.init(device)
-    predictor = Predictor(_load_models(refs), device=distributed.device_for(dist, device),
+    rank_device = distributed.device_for(dist, device)
+    loaded = _load_models(refs, engine, rank_device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size, workers=workers,
                           clips=clips, crops=int(crops), compile=compile_model)
     report = evaluate_folder(predictor, data, modality=modality,
@@ -290,7 +311,7 @@ def _print_report(report: Any) -> None:
 @cli.command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--model", "models", multiple=True, required=True,
-              help="Run dir, checkpoint or encoder name; repeat to fuse models.")
+              help="Run dir, checkpoint, export dir or encoder name; repeat to fuse models.")
 @click.option("--out", required=True, type=click.Path(), help="PREDICTIONS.jsonl or .csv")
 @click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
 @click.option("--window", type=float, help="Also classify sliding windows of SEC seconds.")
@@ -304,7 +325,7 @@ def _print_report(report: Any) -> None:
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, top_k: int,
           video_backend: str, batch_size: int | None, workers: int | None, timeout: float, device: str,
-          compile_model: bool, quiet: bool) -> None:
+          compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
@@ -322,7 +343,9 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
         raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
     scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
-    predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
+    rank_device = distributed.device_for(dist, device)
+    loaded = _load_models(list(models), engine, rank_device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model)
@@ -503,25 +526,96 @@ def backbones(timm_names: tuple[str, ...]) -> None:
     click.echo("any timm model works as timm:NAME; --weights PATH loads a local state dict")
 
 
+# --------------------------------------------------------------------------- export
+
+@cli.command(name="export")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL")
+@click.option("--out", required=True, type=click.Path(), help="Folder for model.onnx and model.json.")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="Static INT8 quantisation (QDQ, per-channel weights).")
+@click.option("--calibration", type=click.Path(),
+              help="Folder of media to calibrate --int8 on. [the run's training data]")
+@click.option("--calibration-frames", type=int, default=300, show_default=True,
+              help="Frames to calibrate --int8 on.")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def export(models: tuple[str, ...], out: str, fmt: str, int8: bool, calibration: str | None,
+           calibration_frames: int, opset: int, quiet: bool) -> None:
+    """Export MODEL (a run dir, checkpoint or encoder name) as an ONNX graph for ONNX Runtime.
+
+    The graph takes uint8 RGB frames (batch, time, S, S, 3) and returns class probabilities:
+    normalisation, encoder, head, temporal pooling and softmax are inside it. The folder is a
+    model for predict, label, eval, info and xmodal.load, and runs without PyTorch.
+
+    \b
+    xmodal export runs/demo --out runs/demo-onnx
+    xmodal export runs/demo --int8 --out runs/demo-int8
+    """
+    from xmodal.deploy.onnx_export import export_onnx
+    from xmodal.engine.reporting import TqdmReporter
+    from xmodal.errors import ModelError
+
+    if calibration is not None and not int8:
+        raise click.UsageError("--calibration is for --int8")
+    if len(models) > 1:
+        raise ModelError(f"cannot export a fused model ({len(models)} models): export each one, "
+                         "then fuse the exports at predict time (--model A --model B)")
+    result = export_onnx(models[0], out, int8=int8, calibration=calibration,
+                         calibration_frames=calibration_frames, opset=opset,
+                         reporter=TqdmReporter(quiet=quiet))
+    for note in result.notes:
+        click.echo(display(note))
+    meta = result.meta
+    click.echo(display(f"saved: {Path(out) / 'model.onnx'} ({meta['precision']}, "
+                       f"opset {meta['opset']}, {len(meta['classes'])} classes)"))
+
+
+# --------------------------------------------------------------------------- sign
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--key", "private_key", required=True, type=click.Path(),
+              help="Elliptic-curve private key (PEM) to sign with.")
+def sign(model_dir: str, private_key: str) -> None:
+    """Sign a run or export folder's model files (OpenSSF model signing) into MODEL_DIR/model.sig.
+
+    predict, label, eval and xmodal.load then check it with --verify-key PUBLIC.pem.
+
+    \b
+    xmodal sign runs/demo-onnx --key signing-key.pem
+    """
+    from xmodal.deploy.signing import sign_model
+
+    signature, files = sign_model(model_dir, private_key)
+    click.echo(display(f"signed {', '.join(files)}: {signature}"))
+
+
 # --------------------------------------------------------------------------- info
 
 @cli.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def info(model: str, as_json: bool) -> None:
-    """Show a checkpoint's classes, backbone, frames and training config.
+    """Show a checkpoint's or export's classes, backbone, frames and training config.
 
     \b
     xmodal info runs/demo
     """
-    from xmodal.checkpoint import load_checkpoint
-
-    _, meta = load_checkpoint(model)
+    meta = _verified_metadata(model)
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return
     pre = meta.get("preprocessing", {})
-    echo(f"checkpoint: {model}")
+    echo(f"{'export' if meta.get('format') == 'onnx' else 'checkpoint'}: {model}")
+    if meta.get("format") == "onnx":
+        echo(f"format:     ONNX opset {meta.get('opset')}, {meta.get('precision')}; "
+             f"input {meta.get('input', {}).get('name')} {meta.get('input', {}).get('shape')} "
+             "uint8 RGB")
+        quant = meta.get("quantization") or {}
+        if quant.get("validation"):
+            v = quant["validation"]
+            echo(f"int8:       validation top-1 {v['top1_int8']:.4f} vs fp32 {v['top1_fp32']:.4f} "
+                 f"({v['files']} files)")
     echo(f"backbone:   {meta.get('backbone')}")
     echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
     echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
@@ -539,6 +633,20 @@ def info(model: str, as_json: bool) -> None:
 def echo(line: str) -> None:
     """A line for people on stdout: paths and class names are shown with ``display``."""
     click.echo(display(line))
+
+
+def _verified_metadata(model: str) -> dict[str, Any]:
+    """A checkpoint's or export's metadata, after checking its weights' sha256."""
+    from xmodal.deploy.onnx_model import export_paths, read_export_metadata, read_verified_bytes
+
+    paths = export_paths(model) if Path(model).exists() else None
+    if paths is not None:
+        meta = read_export_metadata(model)
+        read_verified_bytes(paths[0], meta["sha256"], paths[1].name)
+        return meta
+    from xmodal.checkpoint import load_checkpoint
+
+    return load_checkpoint(model)[1]
 
 
 # --------------------------------------------------------------------------- entry point

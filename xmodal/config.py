@@ -20,6 +20,7 @@ OPTIMIZERS = ("adamw", "sgd")
 AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("auto", "cpu", "cuda")
+ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
 
 
 @dataclass

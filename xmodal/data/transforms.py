@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from xmodal.config import AUGMENT_PRESETS
+from xmodal.data.resize import shorter_side_shape  # noqa: F401 - also imported from here
 
 # torchvision's convention: evaluate on a centre crop of an image resized to size / 0.875.
 CROP_PCT = 0.875
@@ -31,16 +32,6 @@ def to_clip_tensor(frames: np.ndarray) -> Tensor:
         raise ValueError(f"expected uint8 frames, got {frames.dtype}")
     # One copy into channels-first order; it is also writable, which torch wants (decoders may not give that).
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
-
-
-def shorter_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(height, width) after torchvision's ``Resize(size)``: shorter side ``size``, aspect kept
-    (the longer side rounded down, as torchvision does)."""
-    if size < 1:
-        raise ValueError(f"resize size must be >= 1, got {size}")
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
 def resize_shorter_side(clip: Tensor, size: int) -> Tensor:

@@ -29,7 +29,7 @@ def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> S
 
     ``warn`` gets the one-line notes on files passed over in the folders (see scan_folder).
     """
-    from xmodal.data.datasets import read_csv, scan_folder
+    from xmodal.data.samples import read_csv, scan_folder
 
     if cfg.csv is not None:
         samples, classes = read_csv(cfg.csv, cfg.modality)

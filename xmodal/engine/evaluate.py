@@ -69,7 +69,7 @@ def per_class_metrics(matrix: np.ndarray, classes: list[str]) -> dict[str, dict[
 def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "mixed",
                     reporter: Reporter | None = None) -> EvalReport:
     """Score every file of a class-per-folder dataset; undecodable files are listed, not counted."""
-    from xmodal.data.datasets import scan_folder
+    from xmodal.data.samples import scan_folder
     from xmodal.engine import distributed
 
     reporter = reporter or Reporter()
@@ -87,7 +87,7 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
         if probs is None:
             failed.append({"path": str(sample.path), "error": error})
             continue
-        views = probs[:info.get("n_avg", 1)].numpy()
+        views = np.asarray(probs[:info.get("n_avg", 1)])
         file_probs.append(views.mean(0))
         targets.append(remap[sample.label])
         kinds.append(sample.kind)

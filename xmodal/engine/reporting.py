@@ -167,3 +167,13 @@ def _clock(seconds: float) -> str:
 
 def _to_stderr(line: str) -> None:
     print(display(line), file=sys.stderr, flush=True)
+
+
+class StderrReporter(Reporter):
+    """Messages on stderr, one line each: notes that must not mix with records on stdout."""
+
+    def info(self, message: str) -> None:
+        print(f"xmodal: {message}", file=sys.stderr, flush=True)
+
+    def warning(self, message: str) -> None:
+        print(f"xmodal: warning: {message}", file=sys.stderr, flush=True)

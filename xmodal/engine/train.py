@@ -398,7 +398,18 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
                           "mean": list(pcfg.mean), "std": list(pcfg.std)},
         "config": cfg.to_dict(),
+        "data": data_location(cfg),
     }
+
+
+def data_location(cfg: TrainConfig) -> dict[str, Any]:
+    """Where the run's data is, as absolute paths, with what rebuilds its split (``xmodal export
+    --int8`` calibrates on the training files and scores the validation files)."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    return {"data": absolute(cfg.data), "csv": absolute(cfg.csv), "val": absolute(cfg.val),
+            "val_split": cfg.val_split, "seed": cfg.seed, "modality": cfg.modality}
 
 
 def _save_model(model: nn.Module, meta: dict[str, Any], directory: Path) -> None:
