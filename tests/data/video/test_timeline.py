@@ -25,6 +25,14 @@ def test_constant_rate_maps_slot_k_to_frame_k() -> None:
                                       tsn_indices(n, 8, train=False))
 
 
+def test_times_rounded_to_milliseconds_name_the_same_frames() -> None:
+    pts, dts, dur, key = _cfr(90, ticks=1)
+    timeline = timeline_from_packets(pts, dts, dur, key, 1 / 30, 30.0)  # frame k from k/30 s
+    rounded = np.round(timeline.starts_s, 3)  # 1/30 -> 0.033, before frame 1 appears
+    np.testing.assert_array_equal(timeline.index_at(rounded), np.arange(90))
+    assert timeline.index_at([1 / 30 - 0.002]).tolist() == [0]
+
+
 def test_b_frame_order_is_sorted_and_keyframes_found() -> None:
     # decode order I P B B P B B (pts 0 3 1 2 6 4 5), dts monotonic
     pts = [0, 3, 1, 2, 6, 4, 5]

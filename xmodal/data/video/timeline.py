@@ -19,6 +19,8 @@ from functools import cached_property
 
 import numpy as np
 
+TIME_TOLERANCE_S = 0.0005  # half the millisecond that records round ``sampled_s`` to
+
 
 @dataclass(frozen=True, eq=False)
 class Timeline:
@@ -53,8 +55,12 @@ class Timeline:
         return self.pts is not None and self.trusted_pts
 
     def index_at(self, times_s: Sequence[float] | np.ndarray) -> np.ndarray:
-        """(K,) indices of the frames on screen at ``times_s`` (clamped into the video)."""
-        times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        """(K,) indices of the frames on screen at ``times_s`` (clamped into the video).
+
+        A time up to ``TIME_TOLERANCE_S`` before a frame's start names that frame: records give
+        ``sampled_s`` rounded to milliseconds, and 0.033 must read the frame shown at 1/30 s.
+        """
+        times = np.asarray(times_s, dtype=np.float64).reshape(-1) + TIME_TOLERANCE_S
         found = np.searchsorted(self.starts_s, times, side="right") - 1
         return np.clip(found, 0, self.num_frames - 1).astype(np.int64)
 

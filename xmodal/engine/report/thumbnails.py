@@ -24,7 +24,6 @@ from xmodal.errors import InputError, missing_reason
 HEIGHT = 96
 MAX_FRAME_WIDTH = 192  # panoramas and very wide videos are cropped to this, centred
 QUALITY = 80
-ROUNDING_S = 0.0005  # records give times rounded to 3 decimals
 
 
 @dataclass(frozen=True)
@@ -76,10 +75,7 @@ class StripMaker:
         if not request.times_s:  # a record written before sampled_s: the frames inference samples
             return list(read_clip(request.path, TSNSampler(self.fallback_frames, train=False),
                                   short_side=self.height).frames)
-        # Records round times to the millisecond: a frame starting at 0.30000001 s is recorded
-        # as 0.3, where the frame before is still on screen. Half a millisecond later is inside
-        # the recorded frame for any rate below 1000 fps.
-        times = [t + ROUNDING_S for t in request.times_s]
+        times = list(request.times_s)  # rounded to ms: Timeline.index_at allows for that
         with open_video(request.path, short_side=self.height) as source:
             return list(source.read_times(times).frames)
 
