@@ -130,6 +130,7 @@ def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> No
             "wall_s", "estimate_s"} <= set(report)
     assert "bench_accuracy.py" in report["command"]
     assert set(report["rows"]) == {"plain", "xmodal:min_steps=0"}
+    assert all(row["cpu_s"] > 0 for row in report["rows"].values())
     runs = {(r["recipe"], r["train"]): r for r in report["results"]}
     assert set(runs) == {(r, t) for r in ("plain", "xmodal:min_steps=0") for t in ("stills", "mixed")}
     for run in runs.values():
@@ -137,7 +138,7 @@ def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> No
         assert set(run["accuracy"]) == ({"clips"} if run["train"] == "stills" else {"stills", "clips"})
         assert all(0.0 <= a <= 1.0 for a in run["accuracy"].values())
         assert run["n_test"] == ({"clips": 10} if run["train"] == "stills" else {"stills": 20, "clips": 10})
-        assert run["seconds"] > 0
+        assert run["seconds"] > 0 and run["cpu_seconds"] > 0  # training is not free of CPU
     # The splits are real class folders of real files, as a user's would be.
     splits = next((tmp_path / "cache" / "splits").iterdir())
     mixed = sorted(p.name for p in (splits / "train-mixed-shot2-seed0" / "digit_3").iterdir())
