@@ -280,10 +280,7 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     from xmodal.engine.predict import Predictor
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
-    if window is not None and window <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--window")
-    if stride is not None and (window is None or stride <= 0):
-        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
+    _check_window(window, stride)
     scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
     predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
@@ -301,6 +298,71 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
                        f"failed {summary.failed}{ignored}; wrote {out}"), err=quiet)
     if summary.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- embed
+
+@cli.command()
+@click.argument("model")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(),
+              help="FILE.npy: an (N, D) float32 array; FILE.jsonl beside it names each row.")
+@click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
+@click.option("--window", type=float, help="One row per window of SEC seconds (videos).")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
+@_inference_options
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds one file may take to decode before it is recorded as failed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
+          window: float | None, stride: float | None, overwrite: bool, video_backend: str,
+          batch_size: int | None, workers: int | None, timeout: float, device: str,
+          compile_model: bool, quiet: bool) -> None:
+    """Write the pooled clip embedding of every file under PATHS (resumable).
+
+    MODEL is a run directory, a checkpoint or an encoder name. The embedding is the
+    head's input (the encoder's features) averaged over the sampled frames.
+
+    \b
+    xmodal embed runs/demo samples/ --out embeddings.npy
+    xmodal embed efficientnet_lite0 videos/ --window 4 --stride 2 --out timeline.npy
+    """
+    from xmodal.engine import distributed
+    from xmodal.engine.embed import Embedder, embed_sharded, index_path
+    from xmodal.engine.label import find_files
+    from xmodal.engine.reporting import Reporter, TqdmReporter
+
+    _check_window(window, stride)
+    if Path(out).suffix.lower() != ".npy":
+        raise click.BadParameter("must end in .npy (FILE.jsonl is written beside it)",
+                                 param_hint="--out")
+    scan = find_files(paths, tuple(globs))
+    dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
+    [loaded] = _load_models([model])
+    embedder = Embedder(loaded, device=distributed.device_for(dist, device),
+                        video_backend=video_backend, batch_size=batch_size,
+                        workers=2 if workers is None else workers, window_s=window,
+                        stride_s=stride, timeout_s=timeout, compile=compile_model)
+    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
+    if scan.unsupported and dist.is_main:
+        reporter.warning(unsupported_message(scan.unsupported))
+    summary = embed_sharded(embedder, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
+    if not dist.is_main:
+        return
+    ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
+    click.echo(display(f"embedded {summary.done}, skipped {summary.skipped} (already in {out}), "
+                       f"failed {summary.failed}{ignored}; wrote {out} ({summary.rows} x "
+                       f"{embedder.dim}) and {index_path(Path(out))}"), err=quiet)
+    if summary.failed:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+def _check_window(window: float | None, stride: float | None) -> None:
+    if window is not None and window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--window")
+    if stride is not None and (window is None or stride <= 0):
+        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
 
 
 # --------------------------------------------------------------------------- check
