@@ -41,6 +41,10 @@ def test_cached_probe_trains_the_same_head_as_encoding_every_epoch(
     b, _ = load_checkpoint(fresh.run_dir)
     torch.testing.assert_close(a["head.weight"], b["head.weight"], rtol=1e-4, atol=1e-6)
     assert [r["val_acc"] for r in cached.history] == [r["val_acc"] for r in fresh.history]
+    # The temperature is fitted on the validation features either way.
+    assert cached.calibration["files"] == fresh.calibration["files"] == 6
+    assert "note" not in cached.calibration, cached.calibration
+    assert cached.calibration["temperature"] == pytest.approx(fresh.calibration["temperature"], rel=1e-3)
     # the encoder is untouched by a linear probe
     base = build_classifier("efficientnet_lite0", 3).state_dict()
     torch.testing.assert_close(a["encoder.backbone.conv_stem.weight"],

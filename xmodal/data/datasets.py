@@ -43,11 +43,17 @@ _HEADER_LABELS = {"label", "class", "class_name", "category", "target"}
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled file; ``kind`` decides whether it is read as a still or a clip."""
+    """One labelled file; ``kind`` decides whether it is read as a still or a clip. ``label``
+    is a class index, or a sorted tuple of them for a multi-label file."""
 
     path: Path
-    label: int
+    label: int | tuple[int, ...]
     kind: Kind
+
+    @property
+    def stratum(self) -> int:
+        """The class a split keeps in proportion: the label, or a multi-label file's first."""
+        return self.label[0] if isinstance(self.label, tuple) else self.label
 
 
 def kind_of(path: str | os.PathLike[str]) -> Kind | None:
@@ -88,11 +94,14 @@ def scan_folder(root: str | os.PathLike[str], modality: str = "mixed",
 
 
 def read_csv(path: str | os.PathLike[str], modality: str = "mixed",
-             classes: Sequence[str] | None = None) -> tuple[list[Sample], list[str]]:
+             classes: Sequence[str] | None = None, *,
+             multi_label: bool = False) -> tuple[list[Sample], list[str]]:
     """Samples listed as ``path,label`` rows, and the class names (``classes`` or the sorted labels).
 
     The header is optional; relative paths are resolved against the CSV's folder so a dataset
     folder with its CSV can be moved as one. Rows of the other modality are skipped, like in folders.
+    ``multi_label``: a label cell holds one or more labels separated by ``|`` (``dog|running``),
+    and each sample's label is the sorted tuple of their indices.
     """
     _check_modality(modality)
     csv_path = Path(path)
@@ -107,15 +116,28 @@ def read_csv(path: str | os.PathLike[str], modality: str = "mixed",
     if not kept:
         raise DatasetError(csv_path, f"no {_describe(modality)} files listed "
                                      f"(extensions {_extension_list(modality)})")
-    class_names = list(classes) if classes is not None else sorted({label for _, _, label in kept})
+    names = {line: _label_names(csv_path, line, label, multi_label) for line, _, label in kept}
+    class_names = list(classes) if classes is not None else sorted(set().union(*names.values()))
     index = {name: i for i, name in enumerate(class_names)}
-    for line, _, label in kept:
-        if label not in index:
-            raise DatasetError(f"{csv_path}:{line}", f"label {label!r} is not one of the classes "
-                                                     f"({_shorten(class_names)})")
+    for line, labels in names.items():
+        for label in labels:
+            if label not in index:
+                raise DatasetError(f"{csv_path}:{line}", f"label {label!r} is not one of the classes "
+                                                         f"({_shorten(class_names)})")
     _check_files_exist(csv_path, kept)
-    samples = [Sample(file, index[label], kind_of(file)) for _, file, label in kept]  # type: ignore[arg-type]
+    samples = [Sample(file, tuple(sorted({index[n] for n in names[line]})) if multi_label
+                      else index[label], kind_of(file))  # type: ignore[arg-type]
+               for line, file, label in kept]
     return samples, class_names
+
+
+def _label_names(csv_path: Path, line: int, cell: str, multi_label: bool) -> list[str]:
+    if not multi_label:
+        return [cell]
+    names = [name.strip() for name in cell.split("|") if name.strip()]
+    if not names:
+        raise DatasetError(f"{csv_path}:{line}", f"no label in {cell!r}")
+    return names
 
 
 def stratified_split(samples: Sequence[Sample], val_fraction: float,
@@ -129,7 +151,7 @@ def stratified_split(samples: Sequence[Sample], val_fraction: float,
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, sample in enumerate(samples):
-        by_class[sample.label].append(i)
+        by_class[sample.stratum].append(i)
     val_ids: set[int] = set()
     for label, members in by_class.items():
         n_val = _val_count(len(members), val_fraction)
@@ -191,12 +213,14 @@ class KindBatchSampler(Sampler[list[int]]):
     The order of epoch ``e`` depends only on (seed, e) — the seed is the generator's initial seed —
     so a resumed run sees the same batches as an uninterrupted one. ``image_ratio`` sets the share
     of image batches per epoch; the rarer kind is then repeated (fresh shuffles) to fill its share.
+    ``weights`` (one per sample; xmodal.data.balance) draw each kind's files with replacement in
+    proportion to them instead of shuffling, the epoch keeping its length.
     """
 
     def __init__(self, samples_kinds: Sequence[str], batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, generator: torch.Generator | None = None,
                  image_ratio: float | None = None, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0, pad: bool = True) -> None:
+                 rank: int = 0, pad: bool = True, weights: Sequence[float] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if image_ratio is not None and not 0.0 < image_ratio < 1.0:
@@ -214,6 +238,9 @@ class KindBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.pad = pad
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if self.weights is not None and len(self.weights) != len(samples_kinds):
+            raise ValueError(f"{len(self.weights)} weights for {len(samples_kinds)} samples")
         self._groups = {kind: [i for i, k in enumerate(samples_kinds) if k == kind]
                         for kind in ("image", "video")}
         unknown = sorted(set(samples_kinds) - set(self._groups))
@@ -266,14 +293,22 @@ class KindBatchSampler(Sampler[list[int]]):
     def _kind_batches(self, ids: list[int], n_batches: int, rng: np.random.Generator) -> list[list[int]]:
         if n_batches == 0:
             return []
-        stream = list(ids)
-        if self.shuffle:
-            stream = [ids[i] for i in rng.permutation(len(ids))]
+        stream = self._draw(ids, rng)
         # Only with image_ratio can a kind need more indices than it has: cycle through new shuffles.
         while len(stream) < n_batches * self.batch_size and self.image_ratio is not None:
-            stream += [ids[i] for i in (rng.permutation(len(ids)) if self.shuffle else range(len(ids)))]
+            stream += self._draw(ids, rng)
         size = self.batch_size
         return [stream[i * size:(i + 1) * size] for i in range(n_batches)]
+
+
+    def _draw(self, ids: list[int], rng: np.random.Generator) -> list[int]:
+        """One pass over a kind's samples: as listed, shuffled, or drawn by weight."""
+        if not self.shuffle:
+            return list(ids)
+        if self.weights is None:
+            return [ids[i] for i in rng.permutation(len(ids))]
+        p = self.weights[ids] / self.weights[ids].sum()
+        return [ids[i] for i in rng.choice(len(ids), size=len(ids), p=p)]
 
 
 def _check_modality(modality: str) -> None:

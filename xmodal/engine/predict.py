@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from xmodal.engine.calibration import apply_min_score, clip_scores
 from xmodal.engine.inputs import ClipReader, scan_paths
+from xmodal.engine.multilabel import labels_above, predictor_thresholds
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.runtime import autocast, prepare_model, resolve_device, use_bf16
 from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
@@ -126,7 +128,8 @@ class Predictor:
                  workers: int | None = None,
                  top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
                  window_s: float | None = None, stride_s: float | None = None,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False) -> None:
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False,
+                 min_score: float | None = None) -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
         self.device = resolve_device(device)
@@ -144,6 +147,8 @@ class Predictor:
         self.workers = workers
         self.timeout_s = timeout_s
         self.top_k = max(1, min(top_k, len(self.classes)))
+        self.min_score = min_score
+        self.thresholds = predictor_thresholds(self.models)  # multi-label models only
 
     @property
     def name(self) -> str:
@@ -220,7 +225,8 @@ class Predictor:
             probs, start = [], 0
             for g in groups:
                 n, t = g.shape[:2]
-                probs.append(m.model.pool(logits[start:start + n * t].view(n, t, -1)).softmax(-1))
+                pooled = m.model.pool(logits[start:start + n * t].view(n, t, -1))
+                probs.append(clip_scores(pooled, m.meta))  # softmax(logits / T): calibrated
                 start += n * t
             total = probs if total is None else [a + b for a, b in zip(total, probs, strict=True)]
         assert total is not None
@@ -254,12 +260,20 @@ class Predictor:
         n_avg = info.pop("n_avg", 1)
         windows = info.pop("windows", None)
         window_times = info.pop("window_sampled_s", None) or [None] * len(windows or ())
-        record = {"path": name, **self._top(probs[:n_avg].mean(0)), **info, "model": self.name}
+        record = {"path": name, **self._label(probs[:n_avg].mean(0)), **info, "model": self.name}
         if windows:
-            record["clips"] = [{"start_s": a, "end_s": b, **self._top(p), "sampled_s": t}
+            record["clips"] = [{"start_s": a, "end_s": b, **self._label(p), "sampled_s": t}
                                for (a, b), p, t in zip(windows, probs[n_avg:], window_times,
                                                        strict=True)]
         return record
+
+    def _label(self, probs: Any) -> dict[str, Any]:
+        """``_top``, then ``unknown`` below ``min_score`` (xmodal.engine.calibration) and, for
+        a multi-label model, ``labels``: every class at or above its threshold."""
+        decided = apply_min_score(self._top(probs), self.min_score)
+        if self.thresholds is not None:
+            decided["labels"] = labels_above(probs, self.classes, self.thresholds)
+        return decided
 
     def _top(self, probs: torch.Tensor) -> dict[str, Any]:
         scores, indices = probs.topk(self.top_k)
