@@ -21,6 +21,7 @@ AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("auto", "cpu", "cuda")
 BALANCE_MODES = ("none", "sampler", "loss")  # xmodal.data.balance
+SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.data.shots)
 
 
 @dataclass
@@ -63,7 +64,9 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
-    balance: str = "none"  # none | sampler | loss: class-balanced sampling or loss weights
+    # none | sampler | loss: class-balanced sampling or loss weights; None: loss (measured best
+    # on a long-tailed split, and the same as none on balanced classes), none for multi-label
+    balance: str | None = None
     patience: int | None = None
     precision: str = "auto"
     compile: bool = False  # torch.compile the encoder (pays on long GPU runs)
@@ -82,6 +85,8 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("augment", self.augment, AUGMENT_PRESETS)
         _choice("video_backend", self.video_backend, VIDEO_BACKENDS)
+        if self.balance is None:
+            self.balance = "none" if self.multi_label else "loss"
         _choice("balance", self.balance, BALANCE_MODES)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, ("auto", "fp32", "bf16"))
