@@ -24,12 +24,15 @@ from xmodal.config import (
     FINETUNE_MODES,
     MODALITIES,
     POOLINGS,
+    SHOT_DETECTORS,
     VIDEO_BACKENDS,
 )
 from xmodal.errors import XmodalError
 from xmodal.names import display, unsupported_message
 
 EXIT_FAILED_INPUTS = 1
+DEFAULT_TIMEOUT_S = 120.0
+SHOT_TIMEOUT_S = 3600.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -87,7 +90,8 @@ _min_score_option = click.option(
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
 @click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")
 @click.option("--balance", type=click.Choice(BALANCE_MODES),
-              help="Imbalanced classes: class-balanced sampling or loss weights. [none]")
+              help="Imbalanced classes: class-balanced sampling or loss weights. "
+                   "[loss; none with --multi-label]")
 @click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
 @click.option("--val-split", type=float, help="Held-out fraction, stratified by file. [0.2]")
 @click.option("--patience", type=int, help="Stop after N epochs without val improvement.")
@@ -322,23 +326,30 @@ def _print_calibration(report: Any) -> None:
 @click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
 @click.option("--window", type=float, help="Also classify sliding windows of SEC seconds.")
 @click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--segments", type=click.Choice(["shots"]),
+              help="Also classify each shot of a video (split at its shot boundaries).")
+@click.option("--shot-detector", type=click.Choice(SHOT_DETECTORS), default="content",
+              show_default=True, help="Shot boundaries: PySceneDetect's content detector, or "
+                                      "TransNetV2 (finds dissolves; slow on a CPU).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
 @_min_score_option
 @_inference_options
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds one file may take to decode before it is recorded as failed.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds one file may take to decode before it is recorded as failed. "
+                   "[120; 3600 with --segments shots, which decodes every frame]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
-          window: float | None, stride: float | None, overwrite: bool, top_k: int,
-          min_score: float | None, video_backend: str, batch_size: int | None,
-          workers: int | None, timeout: float, device: str, compile_model: bool,
-          quiet: bool) -> None:
+          window: float | None, stride: float | None, segments: str | None, shot_detector: str,
+          overwrite: bool, top_k: int, min_score: float | None, video_backend: str,
+          batch_size: int | None, workers: int | None, timeout: float | None, device: str,
+          compile_model: bool, quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
     xmodal label samples/ --model runs/demo --out predictions.jsonl
     xmodal label videos/ --model runs/demo --window 4 --stride 2 --out timeline.jsonl
+    xmodal label videos/ --model runs/demo --segments shots --out shots.jsonl
     """
     from xmodal.engine import distributed
     from xmodal.engine.label import find_files, label_sharded
@@ -346,13 +357,17 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
+    if segments is not None and window is not None:
+        raise click.BadParameter("give --segments shots or --window, not both", param_hint="--segments")
+    if timeout is None:  # shot detection reads every frame of a video, not 8
+        timeout = SHOT_TIMEOUT_S if segments else DEFAULT_TIMEOUT_S
     scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
     predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model,
-                          min_score=min_score)
+                          min_score=min_score, segments=segments, shot_detector=shot_detector)
     reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
     if scan.unsupported and dist.is_main:
         reporter.warning(unsupported_message(scan.unsupported))
@@ -397,6 +412,7 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
     from xmodal.engine import distributed
     from xmodal.engine.embed import Embedder, embed_sharded, index_path
     from xmodal.engine.label import find_files
+    from xmodal.engine.predict import load_model  # PyTorch: the encoder's features
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
@@ -405,8 +421,7 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
                                  param_hint="--out")
     scan = find_files(paths, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
-    [loaded] = _load_models([model])
-    embedder = Embedder(loaded, device=distributed.device_for(dist, device),
+    embedder = Embedder(load_model(model), device=distributed.device_for(dist, device),
                         video_backend=video_backend, batch_size=batch_size,
                         workers=2 if workers is None else workers, window_s=window,
                         stride_s=stride, timeout_s=timeout, compile=compile_model)
@@ -543,6 +558,14 @@ def info(model: str, as_json: bool) -> None:
     echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
     if "epoch" in meta:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
+    if meta.get("multi_label"):
+        shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or
+                                                         [0.5] * len(meta["classes"]), strict=True))
+        echo(f"labels:     several per file (sigmoid); thresholds: {shown}")
+    elif "calibration" in meta:
+        cal = meta["calibration"]
+        echo(f"scores:     temperature {meta.get('temperature', 1.0):.4f} (validation ECE "
+             f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
     config = meta.get("config")
     if config:
         echo("config:")

@@ -146,6 +146,8 @@ def test_photos_shown_two_at_a_time_recover_both_labels(trained: tuple[Path, str
     assert "temperature" not in meta  # thresholds, not a softmax temperature
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert "val_f1" in metrics[-1] and "val_acc" not in metrics[-1]
+    shown = f"astronaut {meta['thresholds'][0]:.3f}"
+    assert shown in run_cli("info", str(run)).out
     result = run_cli("predict", str(run), str(pairs / "test"), "--format", "json", "--workers", "0")
     assert result.code == 0, result.err
     records = [json.loads(line) for line in result.out.splitlines()]

@@ -129,7 +129,8 @@ class Predictor:
                  top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
                  window_s: float | None = None, stride_s: float | None = None,
                  timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False,
-                 min_score: float | None = None) -> None:
+                 min_score: float | None = None, segments: str | None = None,
+                 shot_detector: str = "content") -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
         self.device = resolve_device(device)
@@ -149,6 +150,7 @@ class Predictor:
         self.top_k = max(1, min(top_k, len(self.classes)))
         self.min_score = min_score
         self.thresholds = predictor_thresholds(self.models)  # multi-label models only
+        self.reader.segments, self.reader.shot_detector = segments, shot_detector
 
     @property
     def name(self) -> str:
