@@ -199,7 +199,7 @@ def test_eval_keeps_its_report_when_stdout_closes(model: Path, dataset: Path,
 def _train_config(data: Path, out: Path) -> TrainConfig:
     return load_config(None, data=str(data), modality="mixed", frames=2, epochs=1, batch_size=4,
                        workers=0, input_size=64, val_split=0.0, warmup_epochs=0.0,
-                       out=str(out))
+                       out=str(out), min_steps=0)
 
 
 @pytest.fixture(scope="module")

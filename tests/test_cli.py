@@ -118,6 +118,9 @@ def test_predict_imagenet_encoder_mixed_good_and_bad(capsys: pytest.CaptureFixtu
     assert [r["path"] for r in records] == [str(cat), str(bad), str(clip), str(missing)]
     assert records[0]["top"][0]["label"] == "Egyptian cat"
     assert records[2]["top"][0]["label"] == "Egyptian cat"
+    assert records[2]["frames"] == 6 and records[2]["duration_s"] == 0.24
+    assert records[2]["sampled_s"] == [0.0, 0.04, 0.08, 0.12, 0.16, 0.2]  # 8 segments of 6 frames
+    assert "sampled_s" not in records[0]  # a still is one frame
     assert len(records[0]["top"]) == 3
     assert "error" in records[1] and "error" in records[3]
     err_lines = err.strip().splitlines()

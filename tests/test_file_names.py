@@ -199,7 +199,8 @@ def test_export_predictions(model: Path, data: Path, tmp_path: Path) -> None:
 
 def _train_args(out: Path) -> list[str]:
     return ["--modality", "mixed", "--frames", "2", "--input-size", "64", "--epochs", "1",
-            "--batch-size", "4", "--val-split", "0", "--workers", "0", "--quiet", "--out", str(out)]
+            "--batch-size", "4", "--val-split", "0", "--workers", "0", "--quiet", "--min-steps", "0",
+            "--out", str(out)]
 
 
 def test_train_from_a_folder(data: Path, tmp_path: Path) -> None:

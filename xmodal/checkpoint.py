@@ -19,12 +19,13 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from xmodal.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch loads on use: reading metadata must not cost `import torch`
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def save_checkpoint(model: nn.Module, meta: Mapping[str, Any], directory: str | 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The plain module under torch.compile / DataParallel, whose keys classifier_from_meta rebuilds."""
+    from torch import nn
+
     model = getattr(model, "_orig_mod", model)
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module

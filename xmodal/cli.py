@@ -21,6 +21,7 @@ from xmodal import __version__
 from xmodal.config import (
     AUGMENT_PRESETS,
     BALANCE_MODES,
+    ENGINES,
     FINETUNE_MODES,
     MODALITIES,
     POOLINGS,
@@ -52,7 +53,14 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="auto", show_default=True),
         click.option("--compile", "compile_model", is_flag=True,
                      help="torch.compile the encoder: each new input shape compiles first "
-                          "(tens of seconds), then runs faster; for long runs."),
+                          "(tens of seconds), then runs faster; for long runs. Implies "
+                          "--engine torch."),
+        click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+                     help="auto: ONNX Runtime on the CPU (a run is exported once, cached), "
+                          "PyTorch on a GPU. Export dirs always run on ONNX Runtime."),
+        click.option("--verify-key", "verify_key", type=click.Path(),
+                     help="Refuse a model whose signature (xmodal sign) does not verify with "
+                          "this public key (PEM)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -81,12 +89,13 @@ _min_score_option = click.option(
 @click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
 @click.option("--train-size", type=int, help="Training crop size in px. [= input size]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")
+@click.option("--min-steps", type=int, help="Train more epochs until this many optimiser steps. [200]")
 @click.option("--batch-size", type=int, help="Clips per batch. [8]")
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")
-@click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [0.1]")
+@click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [1.0]")
 @click.option("--finetune", type=click.Choice(FINETUNE_MODES), help="Which weights train. [full]")
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Temporal consensus. [mean]")
-@click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [light]")
+@click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
 @click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")
 @click.option("--balance", type=click.Choice(BALANCE_MODES),
@@ -133,6 +142,41 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
     click.echo(display(f"saved: {result.run_dir}"))
 
 
+# --------------------------------------------------------------------------- adapt
+
+@cli.command()
+@click.argument("run")
+@click.option("--unlabeled", "unlabeled", multiple=True, required=True, type=click.Path(),
+              help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable.")
+@click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
+@click.option("--rounds", type=int, default=2, show_default=True, help="Self-training rounds.")
+@click.option("--threshold", type=float, default=0.7, show_default=True,
+              help="Clip-level score from which a prediction is taken as a label.")
+@click.option("--epochs", type=int, help="Epochs per round. [the run's]")
+@click.option("--augment", type=click.Choice(AUGMENT_PRESETS), default="cross", show_default=True,
+              help="Augmentation of the rounds (the students are noised).")
+@click.option("--workers", type=int, help="Decode worker processes. [the run's]")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold: float,
+          epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
+    """Self-train RUN on your own unlabelled videos: confident clip predictions become labels.
+
+    \b
+    xmodal adapt runs/photos --unlabeled my_videos/ --out runs/photos_adapted
+    """
+    from xmodal.engine.adapt import adapt as run_adapt
+    from xmodal.engine.reporting import TqdmReporter
+
+    history = run_adapt(run, list(unlabeled), out, rounds=rounds, threshold=threshold,
+                        epochs=epochs, augment=augment, workers=workers,
+                        reporter=TqdmReporter(quiet=quiet))
+    for r in history:
+        acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.3f}"
+        click.echo(f"round {r.round}: {r.selected} of {r.considered} unlabelled files used; "
+                   f"best validation accuracy {acc}")
+    click.echo(display(f"saved: {out}"))
+
+
 # --------------------------------------------------------------------------- predict
 
 @cli.command()
@@ -147,11 +191,12 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
 @_inference_options
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
             min_score: float | None, video_backend: str, batch_size: int | None,
-            workers: int | None, device: str, compile_model: bool) -> None:
+            workers: int | None, device: str, compile_model: bool, engine: str,
+            verify_key: str | None) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
-    MODEL is a run directory, a checkpoint, or an encoder name such as
-    efficientnet_lite0 (then the 1,000 ImageNet classes are used).
+    MODEL is a run directory, a checkpoint, an ONNX export directory (xmodal export) or an
+    encoder name such as efficientnet_lite0 (then the 1,000 ImageNet classes are used).
 
     \b
     xmodal predict runs/demo samples/demo/clip.mp4 samples/demo/photo.jpg
@@ -166,7 +211,8 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     paths = (model, *paths) if fused else paths
     if not paths:
         raise click.UsageError("give at least one image, video or folder to predict")
-    predictor = Predictor(_load_models(models), device=device, video_backend=video_backend,
+    loaded = _load_models(models, engine, device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=device, video_backend=video_backend,
                           batch_size=batch_size, workers=workers, top_k=top_k,
                           compile=compile_model, min_score=min_score)
     failed = 0
@@ -187,15 +233,18 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
         raise SystemExit(EXIT_FAILED_INPUTS)
 
 
-def _load_models(refs: list[str]) -> list[Any]:
-    from xmodal.engine.predict import load_model
+def _load_models(refs: list[str], engine: str, device: str, compile_model: bool,
+                 verify_key: str | None) -> list[Any]:
+    from xmodal.engine.predict import load_models
+    from xmodal.engine.reporting import StderrReporter
 
-    return [load_model(ref) for ref in refs]
+    return load_models(refs, engine=engine, device=device, compile=compile_model,
+                       verify_key=verify_key, reporter=StderrReporter())
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("path", "error") if "error" in record else ("path", "label", "score", "labels", "top",
-                                                        "kind", "frames", "duration_s")
+                                                        "kind", "frames", "duration_s", "sampled_s")
     return {k: record[k] for k in keys if k in record}
 
 
@@ -223,10 +272,9 @@ def _echo_csv(row: list[Any]) -> None:
 @_inference_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model: str | None, fused: tuple[str, ...], data: str | None, csv_path: str | None,
-             modality: str, clips: int,
-             crops: str, out: str | None, min_score: float | None, video_backend: str,
-             batch_size: int | None, workers: int | None, device: str, compile_model: bool,
-             quiet: bool) -> None:
+             modality: str, clips: int, crops: str, out: str | None, min_score: float | None,
+             video_backend: str, batch_size: int | None, workers: int | None, device: str,
+             compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
     """Accuracy, per-class metrics and a confusion matrix of MODEL on --data or --csv;
     mAP, per-class AP and example-based F1 for a multi-label model.
 
@@ -247,7 +295,9 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str | None, csv_pa
     if (data is None) == (csv_path is None):
         raise click.UsageError("give one of --data DIR or --csv FILE")
     dist = distributed.init(device)
-    predictor = Predictor(_load_models(refs), device=distributed.device_for(dist, device),
+    rank_device = distributed.device_for(dist, device)
+    loaded = _load_models(refs, engine, rank_device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size, workers=workers,
                           clips=clips, crops=int(crops), compile=compile_model, min_score=min_score)
     report = evaluate_folder(predictor, data, modality=modality, csv=csv_path,
@@ -321,7 +371,7 @@ def _print_calibration(report: Any) -> None:
 @cli.command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--model", "models", multiple=True, required=True,
-              help="Run dir, checkpoint or encoder name; repeat to fuse models.")
+              help="Run dir, checkpoint, export dir or encoder name; repeat to fuse models.")
 @click.option("--out", required=True, type=click.Path(), help="PREDICTIONS.jsonl or .csv")
 @click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
 @click.option("--window", type=float, help="Also classify sliding windows of SEC seconds.")
@@ -343,7 +393,7 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
           window: float | None, stride: float | None, segments: str | None, shot_detector: str,
           overwrite: bool, top_k: int, min_score: float | None, video_backend: str,
           batch_size: int | None, workers: int | None, timeout: float | None, device: str,
-          compile_model: bool, quiet: bool) -> None:
+          compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
@@ -363,7 +413,9 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
         timeout = SHOT_TIMEOUT_S if segments else DEFAULT_TIMEOUT_S
     scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
-    predictor = Predictor(_load_models(list(models)), device=distributed.device_for(dist, device),
+    rank_device = distributed.device_for(dist, device)
+    loaded = _load_models(list(models), engine, rank_device, compile_model, verify_key)
+    predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model,
@@ -402,8 +454,9 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
           compile_model: bool, quiet: bool) -> None:
     """Write the pooled clip embedding of every file under PATHS (resumable).
 
-    MODEL is a run directory, a checkpoint or an encoder name. The embedding is the
-    head's input (the encoder's features) averaged over the sampled frames.
+    MODEL is a run directory, a checkpoint or an encoder name (PyTorch), or an ONNX export
+    directory (ONNX Runtime). The embedding is the head's input (the encoder's features)
+    averaged over the sampled frames.
 
     \b
     xmodal embed runs/demo samples/ --out embeddings.npy
@@ -412,7 +465,7 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
     from xmodal.engine import distributed
     from xmodal.engine.embed import Embedder, embed_sharded, index_path
     from xmodal.engine.label import find_files
-    from xmodal.engine.predict import load_model  # PyTorch: the encoder's features
+    from xmodal.engine.predict import load_model  # PyTorch, or ONNX Runtime for an export dir
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
@@ -437,6 +490,81 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
                        f"{embedder.dim}) and {index_path(Path(out))}"), err=quiet)
     if summary.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- report
+
+@cli.command()
+@click.argument("predictions", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the report into.")
+@click.option("--data", type=click.Path(), help="Ground truth: the dataset's class folders.")
+@click.option("--eval", "eval_report", type=click.Path(),
+              help="Ground truth: the report.json of `xmodal eval --out` (its data folder).")
+@click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
+              help="Decode the frames the model saw into small JPEG strips.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Decode worker processes.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds one file's thumbnails may take before it is shown without them.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report(predictions: str, out: str, data: str | None, eval_report: str | None, thumbnails: bool,
+           workers: int, timeout: float, quiet: bool) -> None:
+    """Write an HTML report of a labelling run's PREDICTIONS.jsonl (open OUT/index.html).
+
+    \b
+    xmodal report predictions.jsonl --out report/
+    xmodal report predictions.jsonl --data samples/train --out report/   # + confusion matrix
+    """
+    from xmodal.engine.report import build_report
+    from xmodal.engine.report.truth import from_eval_report, from_folder
+    from xmodal.engine.reporting import TqdmReporter
+
+    if data and eval_report:
+        raise click.UsageError("give --data or --eval, not both")
+    truth = from_folder(data) if data else from_eval_report(eval_report) if eval_report else None
+    reporter = TqdmReporter(quiet=quiet)
+    summary = build_report(predictions, out, truth=truth, thumbnails=thumbnails, workers=workers,
+                           timeout_s=timeout, reporter=reporter)
+    if summary.thumbnail_errors:
+        first_path, first_reason = summary.thumbnail_errors[0]
+        reporter.warning(f"{len(summary.thumbnail_errors)} file(s) shown without thumbnails; first: "
+                         f"{first_path}: {first_reason}")
+    accuracy = "" if summary.accuracy is None else f", accuracy {summary.accuracy:.4f}"
+    click.echo(display(f"report of {summary.files} files ({summary.failed} failed{accuracy}): "
+                       f"{summary.out / 'index.html'}"))
+
+
+# --------------------------------------------------------------------------- render
+
+@cli.command()
+@click.argument("model")
+@click.argument("video", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="OUT.mp4 (or .mov, .mkv) to write.")
+@click.option("--window", type=float, help="Label sliding windows of SEC seconds. [whole video]")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--gif", is_flag=True, help="Also write a small animated preview, OUT.gif.")
+@click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def render(model: str, video: str, out: str, window: float | None, stride: float | None, gif: bool,
+           video_backend: str, device: str, quiet: bool) -> None:
+    """Re-encode VIDEO with MODEL's label and score drawn on every frame.
+
+    \b
+    xmodal render runs/demo samples/demo/clip.mp4 --out clip_labelled.mp4
+    xmodal render runs/demo long.mp4 --window 4 --stride 2 --out long_labelled.mp4 --gif
+    """
+    from xmodal.engine.predict import Predictor
+    from xmodal.engine.render import render_video
+    from xmodal.engine.reporting import TqdmReporter
+
+    _check_window(window, stride)
+    predictor = Predictor(_load_models([model], "auto", device, False, None), device=device,
+                          video_backend=video_backend,
+                          workers=0, window_s=window, stride_s=stride)
+    result = render_video(predictor, video, out, gif=gif, reporter=TqdmReporter(quiet=quiet))
+    preview = f"; preview {result.gif}" if result.gif else ""
+    click.echo(display(f"wrote {result.out}: {result.frames} frames, {result.fps:g} fps, "
+                       f"{result.width}x{result.height}, audio {result.audio}{preview}"))
 
 
 def _check_window(window: float | None, stride: float | None) -> None:
@@ -533,25 +661,96 @@ def backbones(timm_names: tuple[str, ...]) -> None:
     click.echo("any timm model works as timm:NAME; --weights PATH loads a local state dict")
 
 
+# --------------------------------------------------------------------------- export
+
+@cli.command(name="export")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL")
+@click.option("--out", required=True, type=click.Path(), help="Folder for model.onnx and model.json.")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="Static INT8 quantisation (QDQ, per-channel weights).")
+@click.option("--calibration", type=click.Path(),
+              help="Folder of media to calibrate --int8 on. [the run's training data]")
+@click.option("--calibration-frames", type=int, default=300, show_default=True,
+              help="Frames to calibrate --int8 on.")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def export(models: tuple[str, ...], out: str, fmt: str, int8: bool, calibration: str | None,
+           calibration_frames: int, opset: int, quiet: bool) -> None:
+    """Export MODEL (a run dir, checkpoint or encoder name) as an ONNX graph for ONNX Runtime.
+
+    The graph takes uint8 RGB frames (batch, time, S, S, 3) and returns class probabilities:
+    normalisation, encoder, head, temporal pooling and softmax are inside it. The folder is a
+    model for predict, label, eval, info and xmodal.load, and runs without PyTorch.
+
+    \b
+    xmodal export runs/demo --out runs/demo-onnx
+    xmodal export runs/demo --int8 --out runs/demo-int8
+    """
+    from xmodal.deploy.onnx_export import export_onnx
+    from xmodal.engine.reporting import TqdmReporter
+    from xmodal.errors import ModelError
+
+    if calibration is not None and not int8:
+        raise click.UsageError("--calibration is for --int8")
+    if len(models) > 1:
+        raise ModelError(f"cannot export a fused model ({len(models)} models): export each one, "
+                         "then fuse the exports at predict time (--model A --model B)")
+    result = export_onnx(models[0], out, int8=int8, calibration=calibration,
+                         calibration_frames=calibration_frames, opset=opset,
+                         reporter=TqdmReporter(quiet=quiet))
+    for note in result.notes:
+        click.echo(display(note))
+    meta = result.meta
+    click.echo(display(f"saved: {Path(out) / 'model.onnx'} ({meta['precision']}, "
+                       f"opset {meta['opset']}, {len(meta['classes'])} classes)"))
+
+
+# --------------------------------------------------------------------------- sign
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--key", "private_key", required=True, type=click.Path(),
+              help="Elliptic-curve private key (PEM) to sign with.")
+def sign(model_dir: str, private_key: str) -> None:
+    """Sign a run or export folder's model files (OpenSSF model signing) into MODEL_DIR/model.sig.
+
+    predict, label, eval and xmodal.load then check it with --verify-key PUBLIC.pem.
+
+    \b
+    xmodal sign runs/demo-onnx --key signing-key.pem
+    """
+    from xmodal.deploy.signing import sign_model
+
+    signature, files = sign_model(model_dir, private_key)
+    click.echo(display(f"signed {', '.join(files)}: {signature}"))
+
+
 # --------------------------------------------------------------------------- info
 
 @cli.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def info(model: str, as_json: bool) -> None:
-    """Show a checkpoint's classes, backbone, frames and training config.
+    """Show a checkpoint's or export's classes, backbone, frames and training config.
 
     \b
     xmodal info runs/demo
     """
-    from xmodal.checkpoint import load_checkpoint
-
-    _, meta = load_checkpoint(model)
+    meta = _verified_metadata(model)
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return
     pre = meta.get("preprocessing", {})
-    echo(f"checkpoint: {model}")
+    echo(f"{'export' if meta.get('format') == 'onnx' else 'checkpoint'}: {model}")
+    if meta.get("format") == "onnx":
+        echo(f"format:     ONNX opset {meta.get('opset')}, {meta.get('precision')}; "
+             f"input {meta.get('input', {}).get('name')} {meta.get('input', {}).get('shape')} "
+             "uint8 RGB")
+        quant = meta.get("quantization") or {}
+        if quant.get("validation"):
+            v = quant["validation"]
+            echo(f"int8:       validation top-1 {v['top1_int8']:.4f} vs fp32 {v['top1_fp32']:.4f} "
+                 f"({v['files']} files)")
     echo(f"backbone:   {meta.get('backbone')}")
     echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
     echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
@@ -577,6 +776,20 @@ def info(model: str, as_json: bool) -> None:
 def echo(line: str) -> None:
     """A line for people on stdout: paths and class names are shown with ``display``."""
     click.echo(display(line))
+
+
+def _verified_metadata(model: str) -> dict[str, Any]:
+    """A checkpoint's or export's metadata, after checking its weights' sha256."""
+    from xmodal.deploy.onnx_model import export_paths, read_export_metadata, read_verified_bytes
+
+    paths = export_paths(model) if Path(model).exists() else None
+    if paths is not None:
+        meta = read_export_metadata(model)
+        read_verified_bytes(paths[0], meta["sha256"], paths[1].name)
+        return meta
+    from xmodal.checkpoint import load_checkpoint
+
+    return load_checkpoint(model)[1]
 
 
 # --------------------------------------------------------------------------- entry point

@@ -15,13 +15,14 @@ from xmodal.errors import ConfigError
 
 MODALITIES = ("image", "video", "mixed")
 POOLINGS = ("mean", "max")
-FINETUNE_MODES = ("full", "linear", "gradual")
+FINETUNE_MODES = ("full", "linear", "gradual", "lp-ft")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("auto", "cpu", "cuda")
 BALANCE_MODES = ("none", "sampler", "loss")  # xmodal.data.balance
 SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.data.shots)
+ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainConfig:
     modality: str = "video"
     val: str | None = None
     val_split: float = 0.2
+    pseudo_csv: str | None = None  # extra training rows (self-training), never validated on
     frames: int = 8
     train_frames: int | None = None  # T of training clips (TSN: fewer than at test); None = frames
     video_backend: str = "auto"
@@ -42,17 +44,20 @@ class TrainConfig:
     # model
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
+    init: str | None = None  # start from this run's weights (same classes), e.g. to adapt it
     pooling: str = "mean"
     dropout: float = 0.2
     input_size: int | None = None
     train_size: int | None = None  # training crop size (FixRes: below the test size); None = input
     # optimisation
     finetune: str = "full"
+    freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained running statistics
     unfreeze_every: int = 1
     epochs: int = 5
+    min_steps: int = 200  # tiny data sets: more epochs until this many optimiser steps
     batch_size: int = 8
     lr: float = 1e-3
-    backbone_lr_mult: float = 0.1
+    backbone_lr_mult: float = 1.0
     optimizer: str = "adamw"
     momentum: float = 0.9
     weight_decay: float = 0.01
@@ -60,7 +65,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float | None = 1.0
     accumulate: int = 1
-    augment: str = "light"
+    augment: str = "cross"
     mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
@@ -95,6 +100,8 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
+        if self.min_steps < 0:
+            raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
         for name in ("input_size", "train_size"):
             if getattr(self, name) is not None and getattr(self, name) < 32:
                 raise ConfigError(f"{name} must be >= 32 px, got {getattr(self, name)}")

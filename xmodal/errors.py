@@ -58,3 +58,7 @@ class CheckpointError(InputError):
 
 class ConfigError(XmodalError):
     """A configuration file or option value is invalid."""
+
+
+class SignatureError(CheckpointError):
+    """A model's signature is missing, or does not verify with the given public key."""

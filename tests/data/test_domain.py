@@ -52,3 +52,16 @@ def test_presets_are_clip_consistent(preset: str) -> None:
         out = transform(clip)
         assert out.shape == (6, 3, 64, 64)
         assert all(torch.equal(out[0], frame) for frame in out[1:])
+
+
+def test_cross_makes_stills_video_like_and_leaves_clips_to_the_crop() -> None:
+    """A uniform grey frame stays uniform under crop and flip; a zoom-out or a degradation
+    brings other values. Stills (T = 1) get them, clips (T > 1) never do."""
+    torch.manual_seed(4)
+    transform = train_transform(48, "cross")
+    grey = torch.full((1, 3, 60, 80), 200, dtype=torch.uint8)
+    stills = [transform(grey) for _ in range(30)]
+    clips = [transform(grey.expand(3, 3, 60, 80).clone()) for _ in range(30)]
+    assert all(out.shape == (1, 3, 48, 48) for out in stills)
+    assert sum(not bool((out == 200).all()) for out in stills) >= 10
+    assert all(bool((out == 200).all()) and out.shape == (3, 3, 48, 48) for out in clips)

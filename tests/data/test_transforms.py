@@ -69,7 +69,7 @@ def test_train_transform_none_is_deterministic_eval() -> None:
 
 
 def test_train_transform_rejects_unknown_preset() -> None:
-    assert AUGMENT_PRESETS == ("none", "light", "strong")
+    assert AUGMENT_PRESETS == ("none", "light", "strong", "cross")
     with pytest.raises(ValueError, match="heavy"):
         train_transform(32, preset="heavy")
 
@@ -146,7 +146,8 @@ def test_mixup_and_cutmix_train(tmp_path) -> None:
             write_image(tmp_path / "data" / c / f"{i}.png", size=(40, 30))
     cfg = load_config(None, data=str(tmp_path / "data"), modality="image", frames=1, epochs=1,
                       batch_size=4, workers=0, out=str(tmp_path / "run"), val_split=0.0,
-                      warmup_epochs=0.0, input_size=64, mixup=0.8, cutmix=1.0)
+                      warmup_epochs=0.0, input_size=64, mixup=0.8, cutmix=1.0,
+                      min_steps=0)
     result = fit(cfg)
     assert result.history[0]["train_loss"] > 0 and 0.0 <= result.history[0]["train_acc"] <= 1.0
 

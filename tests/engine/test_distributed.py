@@ -32,7 +32,7 @@ def _ddp_script(tiny_dataset: Path, run_dir: Path, out_dir: Path) -> str:
 
         cfg = load_config(None, data={str(tiny_dataset)!r}, modality="mixed", frames=2, epochs=2,
                           batch_size=2, workers=0, out={str(run_dir)!r}, val_split=0.34,
-                          warmup_epochs=0.0, device="cpu", input_size=96)
+                          warmup_epochs=0.0, device="cpu", input_size=96, min_steps=0)
         # Each rank reports its own live weights, not only what rank 0 saved.
         model_holder = {{}}
         original_apply = train.apply_freezing

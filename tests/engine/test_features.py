@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,7 +28,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _cfg(data: Path, out: Path, **kw):
     base = dict(data=str(data), modality="mixed", frames=2, epochs=3, batch_size=4, workers=0,
                 out=str(out), val_split=0.34, lr=1e-2, warmup_epochs=0.0, input_size=64,
-                finetune="linear", augment="none")
+                finetune="linear", augment="none", min_steps=0)
     base.update(kw)
     return load_config(None, **base)
 
@@ -93,3 +94,27 @@ def test_a_broken_file_is_skipped_not_cached(tiny_dataset: Path, tmp_path: Path,
     result = fit(_cfg(data, tmp_path / "run", epochs=1))
     assert any(str(broken) in s for s in result.skipped_files)
     assert len(list(cache.rglob("*.safetensors"))) == 17
+
+
+def test_probe_head_equals_scikit_learns_logistic_regression() -> None:
+    """LP-FT's first stage: the head becomes LogisticRegression(C=1) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16))
+    labels = np.repeat(np.arange(3), 20)
+    frames = centres[labels][:, None, :] + rng.normal(0, 1.5, (60, 4, 16))  # 4 frames per clip
+    bank = features.FeatureBank([torch.tensor(f, dtype=torch.float32) for f in frames],
+                                labels.tolist(), ["video"] * 60, {}, 60)
+    model = torch.nn.Module()
+    model.head = torch.nn.Linear(16, 3)
+    features.fit_probe_head(model, bank)
+    pooled = frames.mean(1)
+    scaler = StandardScaler().fit(pooled)
+    reference = LogisticRegression(C=1.0, max_iter=1000, tol=1e-8).fit(scaler.transform(pooled), labels)
+    with torch.no_grad():
+        mine = model.head(torch.tensor(pooled, dtype=torch.float32)).numpy()
+    theirs = reference.decision_function(scaler.transform(pooled))
+    np.testing.assert_allclose(mine, theirs, atol=2e-3)
+    assert (mine.argmax(1) == labels).mean() > 0.8

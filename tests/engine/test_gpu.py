@@ -47,7 +47,8 @@ def test_gpu_training_step_in_bf16(tiny_dataset: Path, tmp_path: Path) -> None:
 
     cfg = load_config(None, data=str(tiny_dataset), modality="mixed", frames=2, epochs=1,
                       batch_size=4, workers=0, out=str(tmp_path / "run"), val_split=0.34,
-                      warmup_epochs=0.0, device="cuda", precision="bf16", input_size=112)
+                      warmup_epochs=0.0, device="cuda", precision="bf16", input_size=112,
+                      min_steps=0)
     result = fit(cfg)
     assert result.history[0]["train_loss"] > 0
     assert (tmp_path / "run" / "model.safetensors").is_file()

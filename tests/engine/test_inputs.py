@@ -65,3 +65,30 @@ def test_arrays_in_any_layout_give_the_same_views() -> None:
     for layout in (bgr[..., ::-1], read_only, channels_first):
         got, _ = reader(layout)
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("clips", "crops", "window_s"), [(1, 1, None), (2, 3, None), (1, 1, 1.0)])
+def test_numpy_views_match_the_torch_views(clip_path: Path, clips: int, crops: int,
+                                           window_s: float | None) -> None:
+    """The ONNX Runtime path's views (Pillow, channels last) are the PyTorch path's, to one level."""
+    kwargs = dict(frames=4, input_size=224, resize_size=256, backend="pyav", clips=clips,
+                  crops=crops, window_s=window_s)
+    expected, info_t = ClipReader(**kwargs)(clip_path)
+    got, info_n = ClipReader(**kwargs, arrays="numpy")(clip_path)
+    assert isinstance(got, np.ndarray) and got.flags.c_contiguous
+    assert got.shape == (expected.shape[0], 4, 224, 224, 3) and info_n == info_t
+    diff = np.abs(got.astype(int) - expected.permute(0, 1, 3, 4, 2).numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_numpy_views_of_an_image_and_an_array(tmp_path: Path) -> None:
+    from tests.utils import write_image
+
+    photo = write_image(tmp_path / "p.png", size=(300, 200))
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 256, (2, 100, 90, 3), dtype=np.uint8)
+    for item, frames in ((photo, 1), (array, 2)):
+        got, _ = ClipReader(frames=2, input_size=64, resize_size=72, arrays="numpy")(item)
+        expected, _ = ClipReader(frames=2, input_size=64, resize_size=72)(item)
+        assert got.shape == (1, frames, 64, 64, 3)
+        assert np.abs(got.astype(int) - expected.permute(0, 1, 3, 4, 2).numpy()).max() <= 1

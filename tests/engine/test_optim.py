@@ -67,6 +67,26 @@ def test_linear_probe_freezes_encoder_and_batchnorm(model: torch.nn.Module) -> N
     assert not torch.equal(head_before, model.head.weight)
 
 
+def test_frozen_batchnorm_statistics_while_the_weights_train() -> None:
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", 3, weights="none", dropout=0.0)
+    cfg = load_config(None, finetune="full", lr=0.1, freeze_bn_stats=True)
+    apply_freezing(model, cfg, epoch=0)
+    stats = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k}
+    weight = model.encoder.backbone.conv1.weight.clone()
+    optimizer = build_optimizer(model, cfg)
+    set_train_mode(model, freeze_bn_stats=True)
+    x = torch.randint(0, 255, (4, 2, 3, 64, 64), dtype=torch.uint8)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    after = model.encoder.state_dict()
+    assert stats and all(torch.equal(stats[k], after[k]) for k in stats)  # statistics kept
+    assert not torch.equal(weight, model.encoder.backbone.conv1.weight)  # weights trained
+    set_train_mode(model)  # the default estimates them from the batch again
+    model(x)
+    assert any(not torch.equal(stats[k], model.encoder.state_dict()[k]) for k in stats)
+
+
 def test_gradual_unfreezing_schedule(model: torch.nn.Module) -> None:
     cfg = load_config(None, finetune="gradual", unfreeze_every=1)
     stages = encoder_stages(model.encoder)

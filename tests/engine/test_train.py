@@ -15,7 +15,8 @@ from xmodal.errors import DatasetError
 
 def _cfg(data: Path, out: Path, **kw):
     base = dict(data=str(data), modality="mixed", frames=2, epochs=1, batch_size=4, workers=0,
-                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0, input_size=112)
+                out=str(out), val_split=0.34, lr=3e-3, warmup_epochs=0.0, input_size=112,
+                min_steps=0)
     base.update(kw)
     return load_config(None, **base)
 
@@ -144,7 +145,8 @@ def test_hostile_csv_names_are_data_and_nothing_is_written_outside_the_outputs(t
     before = {p for p in tmp_path.rglob("*")}
     run = tmp_path / "run"
     fit(load_config(None, csv=str(table), modality="image", frames=1, epochs=1, batch_size=4,
-                    workers=0, out=str(run), val_split=0.0, warmup_epochs=0.0, input_size=64))
+                    workers=0, out=str(run), val_split=0.0, warmup_epochs=0.0, input_size=64,
+                    min_steps=0))
     _, meta = load_checkpoint(run)
     assert sorted(meta["classes"]) == sorted(labels.values())
     out = tmp_path / "labels.csv"
@@ -205,3 +207,12 @@ def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, t
     video = next(p for p in sorted(tiny_dataset.rglob("*.mp4")))
     record = load(str(out)).predict([str(video)])[0]
     assert len(record["sampled_s"]) == 4
+
+
+def test_min_steps_sizes_the_schedule_of_a_tiny_data_set(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = fit(_cfg(tiny_dataset, out, modality="image", epochs=1, min_steps=5, batch_size=4,
+                      input_size=64, val_split=0.34))
+    # 9 stills, 3 held out: 6 train in 2 batches, so 3 epochs reach 5 steps
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "epochs: 3" in (out / "config.yaml").read_text()

@@ -266,7 +266,7 @@ def test_train_with_lite1_records_its_preprocessing(tmp_path: Path) -> None:
         write_video(data / cls / "v.mp4", 6, size=(64, 48), frames=[frame] * 6)
     cfg = load_config(None, data=str(data), modality="mixed", backbone="efficientnet_lite1", frames=2,
                       epochs=1, batch_size=4, workers=0, val_split=0.0, warmup_epochs=0.0,
-                      out=str(tmp_path / "run"))
+                      out=str(tmp_path / "run"), min_steps=0)
     fit(cfg)
     _, meta = load_checkpoint(tmp_path / "run")
     assert meta["backbone"] == "efficientnet_lite1"

@@ -11,10 +11,12 @@ weighted by their share of the files.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)  # an optimum outside it means the split cannot tell
@@ -40,6 +42,8 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
 
 
 def negative_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> float:
+    import torch
+
     return float(torch.nn.functional.cross_entropy(logits.double() / temperature, targets))
 
 
@@ -48,6 +52,8 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float | None
     (L-BFGS on log T; Guo et al.'s reference code runs L-BFGS on T). None when the minimum is
     not inside TEMPERATURE_RANGE: a split the model gets all right has it at T -> 0 (every score
     pushed to 1), which says nothing about files it has not seen; so does an empty split."""
+    import torch
+
     if len(targets) == 0:
         return None
     logits, targets = logits.detach().double(), targets.detach().long()

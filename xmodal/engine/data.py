@@ -31,7 +31,7 @@ def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> S
 
     ``warn`` gets the one-line notes on files passed over in the folders (see scan_folder).
     """
-    from xmodal.data.datasets import read_csv, scan_folder, stratified_split
+    from xmodal.data.samples import read_csv, scan_folder
 
     if cfg.csv is not None:
         samples, classes = read_csv(cfg.csv, cfg.modality, multi_label=cfg.multi_label)
@@ -39,6 +39,17 @@ def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> S
         samples, classes = scan_folder(cfg.data, cfg.modality, warn)
     else:
         raise DatasetError(None, "no training data: pass --data DIR or --csv FILE")
+    split = _held_out(cfg, samples, classes, warn)
+    if cfg.pseudo_csv is not None:  # pseudo-labelled files train, never validate
+        extra, _ = read_csv(cfg.pseudo_csv, "mixed", classes=classes)
+        split.train.extend(extra)
+    return split
+
+
+def _held_out(cfg: TrainConfig, samples: list[Any], classes: list[str],
+              warn: Callable[[str], None] | None) -> Split:
+    from xmodal.data.datasets import scan_folder, stratified_split
+
     if cfg.val is not None:
         val, val_classes = scan_folder(cfg.val, cfg.modality, warn)
         if val_classes != classes:

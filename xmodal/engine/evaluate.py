@@ -122,7 +122,7 @@ def evaluate_folder(predictor: Predictor, data: str | Path | None, *, modality: 
         if probs is None:
             failed.append({"path": str(sample.path), "error": error})
             continue
-        views = probs[:info.get("n_avg", 1)].numpy()
+        views = np.asarray(probs[:info.get("n_avg", 1)])
         file_probs.append(views.mean(0))
         if undo is not None:
             raw_probs.append(temperature_scaled(views, undo).mean(0))
@@ -152,7 +152,7 @@ def evaluate_folder(predictor: Predictor, data: str | Path | None, *, modality: 
 def _labelled_files(predictor: Predictor, data: str | Path | None, csv: str | Path | None,
                     modality: str, reporter: Reporter) -> tuple[list[Any], list[str]]:
     """The samples and their class names, from a class-per-folder dataset or a CSV."""
-    from xmodal.data.datasets import read_csv, scan_folder
+    from xmodal.data.samples import read_csv, scan_folder
     from xmodal.engine import distributed
 
     multi_label = predictor.thresholds is not None

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from xmodal.engine.output import csv_text, safe_cell
-from xmodal.errors import InputError
+from xmodal.errors import InputError, missing_reason
 from xmodal.names import from_bytes, to_bytes
 
 CLIP_COLUMNS = ["path", "start_s", "end_s", "label", "score"]
@@ -23,13 +23,19 @@ SUMMARY_COLUMNS = ["path", "label", "score", "kind", "duration_s", "num_clips", 
                    "error"]
 
 
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Records of a labelling JSONL (a torn last line from a crash is ignored)."""
+def read_records(path: str | Path,
+                 on_torn_line: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of a labelling JSONL. A torn last line (a run killed mid-write) is ignored, and
+    named to ``on_torn_line`` if given; any other line that is not a record is an error."""
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
         raise InputError(path, "expected the .jsonl output of `xmodal label`")
     try:
         text = from_bytes(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(path, missing_reason(path)) from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, not the .jsonl output of `xmodal label`") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     lines = text.split("\n")  # "\n" only: splitlines() also splits at a U+2028 in a file name
@@ -40,6 +46,8 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             if number == len(lines):  # no "\n" after it: interrupted mid-write
+                if on_torn_line is not None:
+                    on_torn_line(f"{path}: line {number} is cut off (an interrupted run?); ignored")
                 return  # the labeller will redo this file
             raise InputError(path, f"line {number} is not valid JSON") from None
         if not isinstance(record, dict) or "path" not in record:

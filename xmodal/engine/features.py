@@ -171,3 +171,37 @@ def head_logits(model: nn.Module, features: Tensor) -> Tensor:
     ``FrameClassifier.forward`` does after its encoder."""
     b, t = features.shape[:2]
     return model.pool(model.head(model.dropout(features.flatten(0, 1))).view(b, t, -1))
+
+
+def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
+                   max_iter: int = 200) -> None:
+    """Set ``model.head`` to an L2-regularised multinomial logistic regression on the bank's
+    clip features (frames averaged: with mean pooling the head's pooled logits are exactly the
+    regression's), fitted with L-BFGS on standardised features as scikit-learn's
+    ``LogisticRegression(C=1/l2)`` is, then folded back into the raw feature space. The first
+    stage of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution"): fine-tuning from a fitted head moves the pretrained
+    features less, which helps on shifted data (photos -> video frames)."""
+    rows = [i for i, f in enumerate(bank.features) if f is not None]
+    x = torch.stack([bank.features[i].mean(0) for i in rows]).double()
+    y = torch.as_tensor([bank.labels[i] for i in rows])
+    mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
+    z = (x - mean) / std
+    classes = model.head.out_features
+    weight = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        # scikit-learn's objective divided by the number of samples
+        loss = (nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="sum")
+                + 0.5 * l2 * weight.pow(2).sum()) / len(y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        folded = weight / std
+        model.head.weight.copy_(folded.to(model.head.weight))
+        model.head.bias.copy_((bias - folded @ mean).to(model.head.bias))

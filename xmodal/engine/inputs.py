@@ -1,8 +1,9 @@
 """From a file (or an array) to the views a model scores.
 
-A *view* is one (T, 3, S, S) uint8 clip. A file gives ``clips x crops`` views
-whose probabilities are averaged into the file-level prediction (multi-clip,
-multi-crop testing as in TSN), followed by one view per sliding window when
+A *view* is one clip of T uint8 frames: a (T, 3, S, S) torch tensor for PyTorch, or a
+(T, S, S, 3) NumPy array for ONNX Runtime (made without importing torch). A file gives
+``clips x crops`` views whose probabilities are averaged into the file-level prediction
+(multi-clip, multi-crop testing as in TSN), followed by one view per sliding window when
 windows are asked for. All of a file's frames are decoded in one pass.
 """
 
@@ -12,12 +13,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from xmodal.errors import InputError, VideoDecodeError, missing_reason
+
+if TYPE_CHECKING:
+    import torch
+
+ArrayKind = Literal["torch", "numpy"]
 
 
 def media_kind(path: Path) -> str | None:
@@ -97,7 +102,12 @@ def _walk(root: Path, globs: tuple[str, ...], unsupported: list[Path]) -> list[P
 
 @dataclass
 class ClipReader:
-    """Decodes one input into its views; picklable so worker processes can run it."""
+    """Decodes one input into its views; picklable so worker processes can run it.
+
+    ``arrays="torch"``: views stacked as an (N, T, 3, S, S) uint8 tensor, resized with torch
+    (the PyTorch engine). ``"numpy"``: an (N, T, S, S, 3) uint8 array, resized with Pillow
+    (``xmodal.data.resize``; the ONNX Runtime engine), and torch is never imported.
+    """
 
     frames: int
     input_size: int
@@ -109,8 +119,9 @@ class ClipReader:
     stride_s: float | None = None
     segments: str | None = None  # "shots": one view per shot (xmodal.data.shots) instead of windows
     shot_detector: str = "content"
+    arrays: ArrayKind = "torch"
 
-    def __call__(self, item: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __call__(self, item: Any) -> tuple[torch.Tensor | np.ndarray, dict[str, Any]]:
         if isinstance(item, (str, os.PathLike)):
             groups, info = self._decode_file(Path(item))
         else:
@@ -119,6 +130,10 @@ class ClipReader:
         averaged = [v for g in groups[:self._n_average(info)] for v in self._views(g)]
         windows = [self._views(g)[0] for g in groups[self._n_average(info):]]
         info["n_avg"] = len(averaged)
+        if self.arrays == "numpy":
+            return np.stack(averaged + windows), info
+        import torch
+
         return torch.stack(averaged + windows), info
 
     def _n_average(self, info: dict[str, Any]) -> int:
@@ -129,21 +144,28 @@ class ClipReader:
         """The shorter side views are cut from: centre crop of resize_size, or 3 crops of input_size."""
         return self.resize_size if self.crops == 1 else self.input_size
 
-    def _views(self, frames: np.ndarray) -> list[torch.Tensor]:
+    def _views(self, frames: np.ndarray) -> list[Any]:
         """Resize the shorter side, then 1 centre crop or 3 crops along the longer side."""
+        if self.arrays == "numpy":
+            return self._numpy_views(frames)
         from xmodal.data.transforms import center_crop, resize_shorter_side
 
         clip = _clip_tensor(frames)
         clip = resize_shorter_side(clip, self._short_side)  # no-op if shrunk while decoding
         if self.crops == 1:
             return [center_crop(clip, self.input_size)]
-        h, w = clip.shape[-2:]
-        s = self.input_size
-        if w >= h:
-            boxes = [(0, (h - s) // 2), ((w - s) // 2, (h - s) // 2), (w - s, (h - s) // 2)]
-        else:
-            boxes = [((w - s) // 2, 0), ((w - s) // 2, (h - s) // 2), ((w - s) // 2, h - s)]
-        return [clip[..., top:top + s, left:left + s] for left, top in boxes]
+        return [clip[..., top:top + s, left:left + s]
+                for left, top, s in _three_crops(*clip.shape[-2:], self.input_size)]
+
+    def _numpy_views(self, frames: np.ndarray) -> list[np.ndarray]:
+        """As ``_views``, in (T, S, S, 3) NumPy arrays resized by Pillow (torch-free)."""
+        from xmodal.data.resize import center_crop, resize_shorter_side
+
+        clip = np.stack([resize_shorter_side(f, self._short_side) for f in frames])
+        if self.crops == 1:
+            return [np.ascontiguousarray(center_crop(clip, self.input_size))]
+        return [np.ascontiguousarray(clip[:, top:top + s, left:left + s])
+                for left, top, s in _three_crops(*clip.shape[1:3], self.input_size)]
 
     def _decode_file(self, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
         from xmodal.data.image import load_image
@@ -166,7 +188,9 @@ class ClipReader:
         from xmodal.data.sampling import multi_clip_indices, window_bounds
         from xmodal.data.video import open_video
 
-        with open_video(path, self.backend, short_side=self._short_side) as source:
+        # The decoder's shrink-while-decoding resizes with torch; the NumPy path resizes after.
+        short_side = self._short_side if self.arrays == "torch" else None
+        with open_video(path, self.backend, short_side=short_side) as source:
             n, span = source.info.num_frames, source.info.duration_s
             if n < 1:
                 raise VideoDecodeError(path, "the video has no frames")
@@ -182,6 +206,11 @@ class ClipReader:
             unique = np.unique(np.concatenate(wanted))
             decoded = source.get_frames(unique.tolist())
             meta = source.info  # after decoding: a stream that broke part-way is shorter
+        if short_side is None and self.arrays == "numpy":
+            from xmodal.data.resize import resize_shorter_side
+
+            # Each decoded frame once, before windows and clips share them out.
+            decoded = np.stack([resize_shorter_side(f, self._short_side) for f in decoded])
         lookup = {int(i): k for k, i in enumerate(unique)}
         groups = [decoded[[lookup[int(i)] for i in idx]] for idx in wanted]
         times = [_seconds(timeline.starts_s[np.minimum(idx, meta.num_frames - 1)]) for idx in wanted]
@@ -210,6 +239,13 @@ def _seconds(times: np.ndarray) -> list[float]:
     return [round(float(t), 3) for t in times]
 
 
+def _three_crops(h: int, w: int, s: int) -> list[tuple[int, int, int]]:
+    """(left, top, size) of three ``s`` crops along the longer side: start, centre, end."""
+    if w >= h:
+        return [(0, (h - s) // 2, s), ((w - s) // 2, (h - s) // 2, s), (w - s, (h - s) // 2, s)]
+    return [((w - s) // 2, 0, s), ((w - s) // 2, (h - s) // 2, s), ((w - s) // 2, h - s, s)]
+
+
 def _clip_tensor(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) frames as a (T, 3, H, W) tensor, sharing their memory in whatever layout.
 
@@ -217,6 +253,8 @@ def _clip_tensor(frames: np.ndarray) -> torch.Tensor:
     order would transpose them for nothing (measured: 4% of a 640x360 clip's CPU time).
     Read-only frames and negative strides (a user's BGR-to-RGB view) are copied: torch needs that.
     """
+    import torch
+
     if not frames.flags.writeable or min(frames.strides, default=0) < 0:
         frames = frames.copy()
     return torch.from_numpy(frames).permute(0, 3, 1, 2)

@@ -11,10 +11,12 @@ that have positives.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_THRESHOLD = 0.5
 SEPARATOR = "|"  # between labels in a CSV cell: clip.mp4,dog|running
@@ -26,6 +28,8 @@ def is_multi_label(meta: Mapping[str, Any]) -> bool:
 
 def targets_tensor(labels: Sequence[Any], num_classes: int | None) -> torch.Tensor:
     """(B,) int64 class indices for single labels; (B, K) float multi-hot rows for tuples."""
+    import torch
+
     if labels and isinstance(labels[0], tuple):
         if num_classes is None:
             raise ValueError("multi-label targets need the number of classes")
@@ -51,7 +55,11 @@ def example_f1(predicted: np.ndarray, truth: np.ndarray, *, reduce: bool = True)
     both = (predicted & truth).sum(1)
     sizes = predicted.sum(1) + truth.sum(1)
     per = np.where(sizes == 0, 1.0, 2 * both / np.maximum(sizes, 1))
-    return float(per.mean()) if reduce else torch.from_numpy(per).float()
+    if reduce:
+        return float(per.mean())
+    import torch
+
+    return torch.from_numpy(per).float()
 
 
 def average_precision(scores: np.ndarray, truth: np.ndarray) -> float | None:

@@ -74,7 +74,7 @@ def encoder_stages(encoder: nn.Module, num_stages: int = NUM_STAGES) -> list[lis
 
 def trainable_stages(cfg: TrainConfig, epoch: int) -> int | None:
     """How many of the deepest encoder stages train in ``epoch`` (None = all)."""
-    if cfg.finetune == "full":
+    if cfg.finetune in ("full", "lp-ft"):
         return None
     if cfg.finetune == "linear":
         return 0
@@ -91,11 +91,13 @@ def apply_freezing(model: nn.Module, cfg: TrainConfig, epoch: int) -> None:
             p.requires_grad_(trainable)
 
 
-def set_train_mode(model: nn.Module) -> None:
-    """Train mode, except normalisation layers whose parameters are frozen (linear probe)."""
+def set_train_mode(model: nn.Module, freeze_bn_stats: bool = False) -> None:
+    """Train mode, except normalisation layers whose parameters are frozen (linear probe), or
+    all of them with ``freeze_bn_stats``: BatchNorm then keeps ImageNet's running statistics
+    instead of estimating them from a few correlated clips per batch (B clips x T frames)."""
     model.train()
     for module in model.encoder.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
             params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if freeze_bn_stats or (params and not any(p.requires_grad for p in params)):
                 module.eval()

@@ -1,8 +1,13 @@
-"""Inference: load a model by checkpoint or encoder name, classify files and arrays.
+"""Inference: load a model by checkpoint, export directory or encoder name; classify files
+and arrays.
 
-Decoding runs in isolated worker processes (one decoder per worker, made inside
-it; see ``workers.py``); the main process batches views of equal shape for the
-encoder, so stills and clips of any mix go through the same model.
+Two engines run a model: PyTorch (``LoadedModel``; training's engine, and the GPU's) and
+ONNX Runtime (``xmodal.deploy.onnx_model.OnnxModel``; an export directory, or a trained run
+on the CPU, where it is faster). With ONNX Runtime alone, torch is never imported: views are
+NumPy arrays made by Pillow, which keeps a cold start short. Decoding runs in isolated worker
+processes (one decoder per worker, made inside it; see ``workers.py``); the main process
+batches views of equal shape for the encoder, so stills and clips of any mix go through the
+same model.
 """
 
 from __future__ import annotations
@@ -11,31 +16,38 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
+from xmodal.config import ENGINES
 from xmodal.engine.calibration import apply_min_score, clip_scores
 from xmodal.engine.inputs import ClipReader, scan_paths
 from xmodal.engine.multilabel import labels_above, predictor_thresholds
 from xmodal.engine.reporting import Reporter
-from xmodal.engine.runtime import autocast, prepare_model, resolve_device, use_bf16
 from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
-from xmodal.errors import CheckpointError, ModelError, XmodalError
+from xmodal.errors import CheckpointError, ConfigError, ModelError, XmodalError
 from xmodal.names import unsupported_message
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_FRAMES = 8
 
 
 @dataclass
 class LoadedModel:
-    """A classifier with everything needed to preprocess for it and name its outputs."""
+    """A classifier with everything needed to preprocess for it and name its outputs.
 
-    model: torch.nn.Module
+    ``model`` is a ``torch.nn.Module`` here; ``OnnxModel`` (the same fields) holds an
+    ONNX Runtime session instead.
+    """
+
+    model: Any
     classes: list[str]
     meta: dict[str, Any]
     name: str
+    engine: ClassVar[str] = "torch"
 
     @property
     def frames(self) -> int:
@@ -50,15 +62,30 @@ class LoadedModel:
         return int(self.meta["preprocessing"]["resize_size"])
 
 
-def load_model(ref: str | os.PathLike[str]) -> LoadedModel:
-    """``ref`` is a run dir, a checkpoint file, or an encoder name (ImageNet classes)."""
+def load_model(ref: str | os.PathLike[str], *, engine: str = "torch",
+               reporter: Reporter | None = None) -> LoadedModel:
+    """``ref`` is a run dir, a checkpoint file, an ONNX export dir, or an encoder name (ImageNet
+    classes). An export dir always runs on ONNX Runtime; ``engine="onnx"`` runs a run dir or
+    checkpoint on ONNX Runtime too, through its cached export (``xmodal.deploy.cache``; the
+    reporter hears when it is made)."""
+    from xmodal.deploy.onnx_model import is_onnx_export, load_onnx_model
+
     path = Path(ref)
+    if path.exists() and is_onnx_export(path):
+        return load_onnx_model(path)
     if path.exists():
+        if engine == "onnx":
+            from xmodal.deploy.cache import load_cached_onnx
+
+            return load_cached_onnx(path, reporter or Reporter())
         return _load_checkpoint_model(path)
     from xmodal.models import imagenet_classifier, list_encoders
 
     name = str(ref)
     if name in list_encoders() or name.startswith("timm:"):
+        if engine == "onnx":
+            raise ModelError(f"{name}: an encoder name runs on PyTorch; for ONNX Runtime export it "
+                             f"first (xmodal export {name} --out DIR) and predict with DIR")
         model, categories = imagenet_classifier(name)
         pcfg = model.encoder.pretrained_cfg
         meta = {"classes": categories, "backbone": name, "frames": DEFAULT_FRAMES,
@@ -85,6 +112,75 @@ def _load_checkpoint_model(path: Path) -> LoadedModel:
         first = str(exc).splitlines()[0]
         raise CheckpointError(path, f"weights do not fit the recorded backbone ({first})") from None
     return LoadedModel(model.eval(), list(meta["classes"]), meta, str(path))
+
+
+def gpu_visible() -> bool:
+    """Whether a CUDA (or ROCm) GPU is visible, without importing torch (2 s of start-up):
+    the NVIDIA driver lists its GPUs in /proc, ROCm exposes /dev/kfd."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
+
+
+def choose_engine(engine: str = "auto", device: str = "auto", compile: bool | str = False) -> str:
+    """``"torch"`` or ``"onnx"`` for the models a run dir or checkpoint names.
+
+    ``auto``: ONNX Runtime on the CPU (2.9x faster than PyTorch eager there for the default
+    encoder, equal results to 1e-5; docs/performance.md), PyTorch on a GPU or with --compile.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
+    on_gpu = device.startswith("cuda") or (device == "auto" and gpu_visible())
+    if engine == "onnx":
+        if device.startswith("cuda"):
+            raise ConfigError("--engine onnx runs on the CPU (ONNX Runtime's CPU provider); "
+                              "use --device cpu, or --engine torch for the GPU")
+        if compile:
+            raise ConfigError("--compile is torch.compile: it needs --engine torch")
+        return "onnx"
+    if engine == "torch" or compile or on_gpu:
+        return "torch"
+    return "onnx"
+
+
+def load_models(refs: Sequence[str | os.PathLike[str]], *, engine: str = "auto", device: str = "auto",
+                compile: bool | str = False, verify_key: str | os.PathLike[str] | None = None,
+                reporter: Reporter | None = None) -> list[LoadedModel]:
+    """The models for ``refs`` on the engine ``choose_engine`` picks (export dirs: always ONNX
+    Runtime; encoder names: always PyTorch). ``verify_key``: each model's signature must
+    verify with this public key (``xmodal sign``), else SignatureError."""
+    chosen = choose_engine(engine, device, compile)
+    reporter = reporter or Reporter()
+    return [_load_one(ref, engine, chosen, verify_key, reporter) for ref in refs]
+
+
+def _load_one(ref: str | os.PathLike[str], asked: str, chosen: str,
+              verify_key: str | os.PathLike[str] | None, reporter: Reporter) -> LoadedModel:
+    from xmodal.deploy.onnx_model import is_onnx_export
+
+    path = Path(ref)
+    export = path.exists() and is_onnx_export(path)
+    if export and asked == "torch":
+        raise ModelError(f"{ref}: an ONNX export runs on ONNX Runtime only; drop --engine torch")
+    if verify_key is not None:
+        from xmodal.deploy.signing import verify_model
+
+        if asked == "onnx" and not export:
+            raise ConfigError(f"{ref}: a signed run folder runs on PyTorch (its ONNX export is "
+                              "cached outside the signed folder); export it, sign the export, "
+                              "and predict with that")
+        verify_model(ref, verify_key)
+        chosen = "onnx" if export else "torch"
+    if chosen == "onnx" and not export and path.exists() and asked == "auto":
+        try:
+            return load_model(ref, engine="onnx", reporter=reporter)
+        except ModelError as exc:  # e.g. a timm encoder the exporter cannot trace
+            reporter.warning(f"{ref}: running on PyTorch (no ONNX export: {exc})")
+            return load_model(ref, engine="torch")
+    # An encoder name runs on PyTorch unless ONNX was asked for (then load_model says why not).
+    engine = chosen if path.exists() or asked == "onnx" else "torch"
+    return load_model(ref, engine=engine, reporter=reporter)
 
 
 def check_same_classes(models: Sequence[LoadedModel]) -> None:
@@ -121,6 +217,8 @@ class Predictor:
     of the caches). With ``batch_size`` clips (default 32 on a GPU), stills and clips share
     forward passes of exactly ``batch_size`` clips' worth of frames (the last one padded),
     which keeps the GPU busy; scores can then differ from run to run in the last digits.
+    ONNX Runtime models run each file alone, in passes of ``batch_frames`` frames at most.
+    Probabilities come out as NumPy arrays whatever the engine.
     """
 
     def __init__(self, models: LoadedModel | Sequence[LoadedModel], *, device: str = "auto",
@@ -133,16 +231,28 @@ class Predictor:
                  shot_detector: str = "content") -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
-        self.device = resolve_device(device)
-        self.bf16 = use_bf16(self.device, precision)
-        for m in self.models:
-            prepare_model(m.model, self.device, compile=compile)
+        self.uses_torch = any(m.engine == "torch" for m in self.models)
+        self.device: Any = "cpu"
+        self.bf16 = False
+        if self.uses_torch:
+            from xmodal.engine.runtime import prepare_model, resolve_device, use_bf16
+
+            self.device = resolve_device(device)
+            self.bf16 = use_bf16(self.device, precision)
+            for m in self.models:
+                if m.engine == "torch":
+                    prepare_model(m.model, self.device, compile=compile)
+        elif device.startswith("cuda"):
+            raise ConfigError(f"{self.models[0].name}: ONNX exports run on the CPU here "
+                              "(ONNX Runtime's CPU provider); use --device cpu")
+        self.device_type = self.device if isinstance(self.device, str) else self.device.type
         first = self.models[0]
         self.classes = first.classes
         self.reader = ClipReader(first.frames, first.input_size, first.resize_size, video_backend,
-                                 clips=clips, crops=crops, window_s=window_s, stride_s=stride_s)
+                                 clips=clips, crops=crops, window_s=window_s, stride_s=stride_s,
+                                 arrays="torch" if self.uses_torch else "numpy")
         # One file per batch on the CPU unless asked otherwise (see the class docstring).
-        self.per_file = batch_size is None and self.device.type != "cuda"
+        self.per_file = batch_size is None and self.device_type != "cuda"
         self.batch_size = max(1, batch_size or (1 if self.per_file else 32))
         self.batch_frames = self.batch_size * max(m.frames for m in self.models)
         self.workers = workers
@@ -181,12 +291,12 @@ class Predictor:
                 yield self._record(names[index], probs, info)
 
     def iter_probabilities(self, items: Sequence[Any], reporter: Reporter | None = None
-                           ) -> Iterator[tuple[int, torch.Tensor | None, dict[str, Any], str | None]]:
+                           ) -> Iterator[tuple[int, np.ndarray | None, dict[str, Any], str | None]]:
         """``(index, per-view probabilities (N, K), info, error)`` for each item, in order."""
         reporter = reporter or Reporter()
         pool = DecodePool(self.reader, workers=self._workers_for(len(items)),
                           timeout_s=self.timeout_s, describe_error=describe_failure)
-        pending: list[tuple[int, torch.Tensor, dict[str, Any]]] = []
+        pending: list[tuple[int, Any, dict[str, Any]]] = []
         queued_frames = 0
         for index, result, error in reporter.track(pool.imap(items), total=len(items),
                                                    desc="predict"):
@@ -212,31 +322,62 @@ class Predictor:
         # Starting worker processes costs more than it saves for a handful of files.
         return 0 if count <= 2 else min(4, os.cpu_count() or 1)
 
-    def probabilities(self, views: torch.Tensor) -> torch.Tensor:
-        """Fused softmax probabilities (N, K) for (N, T, 3, H, W) uint8 views."""
+    def probabilities(self, views: Any) -> np.ndarray:
+        """Fused softmax probabilities (N, K) for (N, T, 3, H, W) uint8 tensor views (PyTorch)
+        or (N, T, H, W, 3) uint8 array views (ONNX Runtime alone), as the reader makes them."""
         return self._fused([views])[0]
 
-    @torch.inference_mode()
-    def _fused(self, groups: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Probabilities (N_i, K) for groups of (N_i, T_i, 3, H, W) views that share batches:
-        every frame is classified, then each view pools its own frames' logits."""
-        frames = torch.cat([g.flatten(0, 1) for g in groups])
-        total: list[torch.Tensor] | None = None
-        for m in self.models:
-            logits = self._frame_logits(m.model, frames)
-            probs, start = [], 0
-            for g in groups:
-                n, t = g.shape[:2]
-                pooled = m.model.pool(logits[start:start + n * t].view(n, t, -1))
-                probs.append(clip_scores(pooled, m.meta))  # softmax(logits / T): calibrated
-                start += n * t
+    def _fused(self, groups: Sequence[Any]) -> list[np.ndarray]:
+        """Probabilities (N_i, K) for groups of views, averaged over the models."""
+        total: list[np.ndarray] | None = None
+        torch_probs = self._torch_probs(groups) if self.uses_torch else {}
+        for k, m in enumerate(self.models):
+            probs = torch_probs[k] if m.engine == "torch" else self._onnx_probs(m, groups)
             total = probs if total is None else [a + b for a, b in zip(total, probs, strict=True)]
         assert total is not None
-        return [(p / len(self.models)).cpu() for p in total]
+        return [p / len(self.models) for p in total]
+
+    def _onnx_probs(self, model: Any, groups: Sequence[Any]) -> list[np.ndarray]:
+        return self._onnx_passes(model.probabilities, groups)
+
+    def _onnx_passes(self, run: Any, groups: Sequence[Any]) -> list[np.ndarray]:
+        """``run`` (an ONNX model's output for (N, T, S, S, 3) views) on each group alone, in
+        passes of at most ``batch_frames`` frames (whole views)."""
+        out = []
+        for g in groups:
+            views = g if isinstance(g, np.ndarray) else _tensor_views_as_array(g)
+            step = max(1, self.batch_frames // views.shape[1])
+            out.append(np.concatenate([run(views[i:i + step]) for i in range(0, len(views), step)]))
+        return out
+
+    def _torch_probs(self, groups: Sequence[Any]) -> dict[int, list[np.ndarray]]:
+        """PyTorch models' probabilities, by model index: every frame is classified, then each
+        view pools its own frames' logits."""
+        import torch
+
+        with torch.inference_mode():
+            frames = torch.cat([g.flatten(0, 1) for g in groups])
+            out: dict[int, list[np.ndarray]] = {}
+            for k, m in enumerate(self.models):
+                if m.engine != "torch":
+                    continue
+                logits = self._frame_logits(m.model, frames)
+                probs, start = [], 0
+                for g in groups:
+                    n, t = g.shape[:2]
+                    pooled = m.model.pool(logits[start:start + n * t].view(n, t, -1))
+                    probs.append(clip_scores(pooled, m.meta).cpu().numpy())  # calibrated
+                    start += n * t
+                out[k] = probs
+            return out
 
     def _frame_logits(self, model: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
         """Float logits (F, K) from passes of ``batch_frames`` frames (the last one padded,
         unless each file runs alone)."""
+        import torch
+
+        from xmodal.engine.runtime import autocast
+
         out = []
         for start in range(0, len(frames), self.batch_frames):
             chunk = frames[start:start + self.batch_frames]
@@ -250,13 +391,13 @@ class Predictor:
             out.append(logits[:real].float())
         return torch.cat(out)
 
-    def _flush(self, pending: list[tuple[int, torch.Tensor, dict[str, Any]]]
-               ) -> Iterator[tuple[int, torch.Tensor, dict[str, Any], None]]:
+    def _flush(self, pending: list[tuple[int, Any, dict[str, Any]]]
+               ) -> Iterator[tuple[int, np.ndarray, dict[str, Any], None]]:
         probs = self._fused([views for _, views, _ in pending])
         for (index, _, info), file_probs in zip(pending, probs, strict=True):
             yield index, file_probs, info, None
 
-    def _record(self, name: str, probs: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, name: str, probs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
         """File-level prediction (mean over the averaged views) plus one entry per window."""
         info = dict(info)
         n_avg = info.pop("n_avg", 1)
@@ -277,11 +418,16 @@ class Predictor:
             decided["labels"] = labels_above(probs, self.classes, self.thresholds)
         return decided
 
-    def _top(self, probs: torch.Tensor) -> dict[str, Any]:
-        scores, indices = probs.topk(self.top_k)
-        top = [{"label": self.classes[i], "score": round(float(s), 6)}
-               for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+    def _top(self, probs: np.ndarray) -> dict[str, Any]:
+        # Stable: of two equal scores the first class comes first, whatever the engine.
+        indices = np.argsort(-probs, kind="stable")[:self.top_k]
+        top = [{"label": self.classes[i], "score": round(float(probs[i]), 6)} for i in indices]
         return {"label": top[0]["label"], "score": top[0]["score"], "top": top}
+
+
+def _tensor_views_as_array(views: torch.Tensor) -> np.ndarray:
+    """(N, T, 3, H, W) uint8 tensor views as the (N, T, H, W, 3) array an ONNX graph takes."""
+    return np.ascontiguousarray(views.permute(0, 1, 3, 4, 2).numpy())
 
 
 def _normalise_inputs(inputs: Any) -> tuple[list[Any], list[Path]]:
@@ -313,8 +459,13 @@ def _item_name(item: Any) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else "<array>"
 
 
-def load(*models: str | os.PathLike[str], **kwargs: Any) -> Predictor:
-    """``xmodal.load("runs/x")``: a ready Predictor; several models are fused."""
+def load(*models: str | os.PathLike[str], engine: str = "auto",
+         verify_key: str | os.PathLike[str] | None = None, **kwargs: Any) -> Predictor:
+    """``xmodal.load("runs/x")``: a ready Predictor; several models are fused. ``engine`` and
+    ``verify_key`` as in ``load_models``; the other keywords go to ``Predictor``."""
     if not models:
-        raise ModelError("xmodal.load needs at least one model (run dir, checkpoint or encoder name)")
-    return Predictor([load_model(m) for m in models], **kwargs)
+        raise ModelError("xmodal.load needs at least one model (run dir, checkpoint, export "
+                         "dir or encoder name)")
+    loaded = load_models(models, engine=engine, device=kwargs.get("device", "auto"),
+                         compile=kwargs.get("compile", False), verify_key=verify_key)
+    return Predictor(loaded, **kwargs)

@@ -66,7 +66,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     reported accuracy against each clip's dominant label.
     """
     reporter = reporter or Reporter()
-    set_train_mode(_unwrap(model))
+    set_train_mode(_unwrap(model), cfg.freeze_bn_stats)
     total_loss, correct, seen, skipped = 0.0, 0, 0, []
     optimizer.zero_grad(set_to_none=True)
     pending = 0
@@ -196,6 +196,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                   f"val {describe(split.val)}")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
                              pooling=cfg.pooling, dropout=cfg.dropout)
+    if cfg.init is not None:
+        _load_init(model, cfg.init, split.classes)
     if cfg.input_size is not None:  # e.g. smaller frames for speed; recorded in the checkpoint
         model.encoder.pretrained_cfg = dataclasses.replace(
             model.encoder.pretrained_cfg, input_size=cfg.input_size,
@@ -211,6 +213,11 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
                               **shard) if split.val else None)
     optimizer = build_optimizer(model, cfg)
     steps = max(1, -(-len(train_loader) // cfg.accumulate))
+    if not resume and cfg.epochs * steps < cfg.min_steps:
+        # A schedule sized in steps: 80 files make 10 steps an epoch, too few to fine-tune.
+        cfg = dataclasses.replace(cfg, epochs=-(-cfg.min_steps // steps))
+        reporter.info(f"small data set: {cfg.epochs} epochs of {steps} steps, to reach "
+                      f"min_steps {cfg.min_steps}")
     scheduler = build_scheduler(optimizer, cfg, steps)
     criterion = build_criterion(cfg, split, device)
     if cfg.balance != "none":
@@ -237,6 +244,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
+    elif cfg.finetune == "lp-ft":
+        _fit_head_first(model, split, cfg, pcfg, device, reporter)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(run_dir, cfg)
@@ -427,6 +436,36 @@ class _LinearProbe:
         return torch.cat(logits), torch.cat(targets)
 
 
+def _fit_head_first(model: nn.Module, split: Split, cfg: TrainConfig, pcfg: Any,
+                    device: torch.device, reporter: Reporter) -> None:
+    """LP-FT's first stage: a logistic-regression head on the frozen encoder's features of the
+    training files (encoded once, cached like ``--finetune linear``'s), before fine-tuning."""
+    from xmodal.engine import features
+
+    bank = features.build_bank(model, split.train, cfg, input_size=pcfg.input_size,
+                               resize_size=pcfg.resize_size, device=device,
+                               fingerprint=features.encoder_fingerprint(model),
+                               use_cache=cfg.feature_cache, reporter=reporter,
+                               desc="probe features")
+    features.fit_probe_head(model, bank)
+    reporter.info(f"lp-ft: head fitted on the frozen features of {len(split.train)} files "
+                  f"({bank.computed} encoded now)")
+
+
+def _load_init(model: nn.Module, run: str, classes: list[str]) -> None:
+    """Start from a run's weights (``init``): same backbone and classes, or one clear line."""
+    from xmodal.checkpoint import load_checkpoint
+    from xmodal.errors import CheckpointError
+
+    weights, meta = load_checkpoint(run)
+    if list(meta.get("classes", [])) != list(classes):
+        raise CheckpointError(run, f"its classes {meta.get('classes')} are not this run's {classes}")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(run, f"its weights do not fit backbone {meta.get('backbone')!r} "
+                                   f"({len(missing)} missing, {len(unexpected)} unexpected)")
+
+
 def _distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:
     """DDP over the currently trainable parameters (rebuilt when freezing changes them)."""
     if not any(p.requires_grad for p in model.parameters()):
@@ -470,7 +509,18 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
                           "mean": list(pcfg.mean), "std": list(pcfg.std)},
         "config": cfg.to_dict(),
+        "data": data_location(cfg),
     }
+
+
+def data_location(cfg: TrainConfig) -> dict[str, Any]:
+    """Where the run's data is, as absolute paths, with what rebuilds its split (``xmodal export
+    --int8`` calibrates on the training files and scores the validation files)."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    return {"data": absolute(cfg.data), "csv": absolute(cfg.csv), "val": absolute(cfg.val),
+            "val_split": cfg.val_split, "seed": cfg.seed, "modality": cfg.modality}
 
 
 def _save_model(model: nn.Module, meta: dict[str, Any], directory: Path) -> None:

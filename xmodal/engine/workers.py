@@ -20,12 +20,13 @@ def _init_worker() -> None:
     # A forked child must not enter the parent's OpenMP pool (it would deadlock,
     # as DataLoader workers also avoid); parallelism comes from the workers.
     import faulthandler
-
-    import torch
+    import sys
 
     from xmodal.data.video import set_decoder_threads
 
-    torch.set_num_threads(1)
+    # Only if the parent uses torch: the ONNX Runtime path never imports it (start-up).
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     set_decoder_threads(1)
     # A decoder crash is reported by the parent as one line; a C-level stack dump
     # inherited from the parent's faulthandler (pytest enables one) is noise.

@@ -1,0 +1,109 @@
+"""Self-training on a user's own unlabelled videos: ``xmodal adapt RUN --unlabeled DIR``.
+
+A model trained on photos meets video frames that look different (smaller, off-centre, blurred,
+compressed objects). Its clip-level prediction, pooled over T frames, is more reliable than one
+frame's, so confident clips are taken at their predicted label and join training, with the
+run's labelled files, under strong augmentation; a few rounds repeat it (self-training with a
+noised student, Xie et al., 2020, "Self-training with Noisy Student improves ImageNet
+classification"; here each student starts from the previous model). Validation stays on the
+labelled split only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xmodal.engine.reporting import Reporter
+
+DEFAULT_ROUNDS = 2
+DEFAULT_THRESHOLD = 0.7
+
+
+@dataclass
+class AdaptRound:
+    round: int
+    considered: int  # unlabelled files predicted
+    selected: int  # taken at their predicted label
+    per_class: dict[str, int]
+    val_accuracy: float | None
+
+
+def pseudo_labels(records: list[dict[str, Any]], threshold: float,
+                  classes: list[str]) -> list[tuple[str, str, float]]:
+    """(path, label, score) of the most confident records, class-balanced as Noisy Student
+    selects: per class, those predicted as it with a pooled top score of at least ``threshold``,
+    most confident first, at most half of an even share of the files (so a class the model
+    over-predicts cannot flood the training set and a wrong guess does not feed itself)."""
+    share = max(1, len(records) // (2 * max(1, len(classes))))
+    by_class: dict[str, list[tuple[str, str, float]]] = {c: [] for c in classes}
+    for r in records:
+        if "error" not in r and r["score"] >= threshold and r["label"] in by_class:
+            by_class[r["label"]].append((r["path"], r["label"], r["score"]))
+    chosen = [row for rows in by_class.values()
+              for row in sorted(rows, key=lambda row: -row[2])[:share]]
+    return sorted(chosen)
+
+
+def write_pseudo_csv(rows: list[tuple[str, str, float]], path: Path) -> None:
+    """``path,label`` rows (file names kept byte for byte, as xmodal.names writes CSV)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    for file, label, _ in rows:
+        writer.writerow([os.path.abspath(file), label])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue().encode("utf-8", "surrogateescape"))
+
+
+def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathLike[str], *,
+          rounds: int = DEFAULT_ROUNDS, threshold: float = DEFAULT_THRESHOLD,
+          epochs: int | None = None, augment: str = "cross", workers: int | None = None,
+          reporter: Reporter | None = None) -> list[AdaptRound]:
+    """Self-train ``run`` on the files under ``unlabeled`` for ``rounds`` rounds into ``out``.
+
+    Round k predicts every unlabelled file with the current model, writes the confident ones to
+    ``out/pseudo_labels_k.csv`` and fine-tunes the current model on the labelled training split
+    plus them (``init`` = the current model). Earlier rounds' runs are kept in
+    ``out/rounds/k``; the last round is ``out`` itself. Raises ConfigError / DatasetError.
+    """
+    from xmodal.engine.label import find_files
+    from xmodal.engine.predict import load
+    from xmodal.engine.train import fit, resume_config
+    from xmodal.errors import ConfigError, DatasetError
+
+    if rounds < 1:
+        raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    if not 0 < threshold < 1:
+        raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
+    reporter = reporter or Reporter()
+    files = find_files(unlabeled).files
+    out = Path(out)
+    current, history = Path(run), []
+    for k in range(1, rounds + 1):
+        predictor = load(str(current), workers=workers)
+        records = list(predictor.predict([str(f) for f in files]))
+        chosen = pseudo_labels(records, threshold, predictor.classes)
+        if not chosen:
+            raise DatasetError(", ".join(unlabeled), f"round {k}: no unlabelled file reached a "
+                               f"score of {threshold}; lower --threshold")
+        csv_path = out / f"pseudo_labels_{k}.csv"
+        write_pseudo_csv(chosen, csv_path)
+        per_class = dict(sorted(Counter(label for _, label, _ in chosen).items()))
+        reporter.info(f"round {k}/{rounds}: {len(chosen)} of {len(records)} unlabelled files "
+                      f"taken at their predicted label (score >= {threshold}): {per_class}")
+        target = out if k == rounds else out / "rounds" / str(k)
+        overrides = {"epochs": epochs} if epochs is not None else {}
+        cfg = resume_config(run, **overrides)
+        cfg.out, cfg.init, cfg.pseudo_csv, cfg.augment = str(target), str(current), str(csv_path), augment
+        if workers is not None:
+            cfg.workers = workers
+        result = fit(cfg.validate(), reporter)
+        history.append(AdaptRound(k, len(records), len(chosen), per_class, result.best_accuracy))
+        current = target
+    return history
