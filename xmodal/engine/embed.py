@@ -3,7 +3,9 @@
 A file's embedding is what the head reads: the encoder's pooled features of every sampled
 frame, averaged over time (as TSN averages the logits) and over the ``clips x crops`` views.
 With windows, each window of a video is one row. Decoding, worker isolation and batching are
-``Predictor``'s; only the last step differs (features instead of probabilities).
+``Predictor``'s; only the last step differs (features instead of probabilities). A run,
+checkpoint or encoder name embeds on PyTorch; an ONNX export dir (``xmodal export``) on ONNX
+Runtime, from its graph's ``embedding`` output (the same vectors to float rounding), without torch.
 
 The output is resumable like ``label``'s: FILE.npy is a valid array of the rows written so
 far (its header has room for any row count and is rewritten after each file), FILE.jsonl
@@ -19,10 +21,9 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from xmodal.engine.label import part_path
 from xmodal.engine.output import json_line
@@ -30,6 +31,9 @@ from xmodal.engine.predict import LoadedModel, Predictor
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import ConfigError, InputError, ModelError
 from xmodal.names import from_bytes, to_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 # A .npy header of fixed size (format 1.0: magic, 2-byte length, a dict padded with spaces),
 # large enough for any row count, so appending rows only rewrites these bytes in place.
@@ -66,24 +70,35 @@ class Embedder(Predictor):
         models = [model] if isinstance(model, LoadedModel) else list(model)
         if len(models) != 1:
             raise ModelError("embeddings come from one model; fusing several is for labels")
+        first = models[0]
+        if first.engine == "onnx" and not first.has_embedding:
+            raise ModelError(f"{first.name}: this ONNX export has no embedding output (made by an "
+                             "older xmodal); export the run again, or embed with the run directory")
         super().__init__(models, **kwargs)
-        self._features = _EncoderOutput(models[0].model)
 
     @property
     def dim(self) -> int:
-        return int(self.models[0].model.encoder.num_features)
+        model = self.models[0]
+        if model.engine == "onnx":
+            return int(model.meta["embedding_dim"])
+        return int(model.model.encoder.num_features)
 
-    @torch.inference_mode()
-    def _fused(self, groups: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Features (N_i, D) for groups of (N_i, T_i, 3, H, W) views: each view's frames averaged."""
-        frames = torch.cat([g.flatten(0, 1) for g in groups])
-        features = self._frame_logits(self._features, frames)  # type: ignore[arg-type]
-        out, start = [], 0
-        for g in groups:
-            n, t = g.shape[:2]
-            out.append(features[start:start + n * t].view(n, t, -1).mean(1).cpu())
-            start += n * t
-        return out
+    def _fused(self, groups: Sequence[Any]) -> list[np.ndarray]:
+        """Features (N_i, D) float32 for groups of views: each view's frames averaged."""
+        model = self.models[0]
+        if model.engine == "onnx":
+            return self._onnx_passes(model.embeddings, groups)
+        import torch
+
+        with torch.inference_mode():
+            frames = torch.cat([g.flatten(0, 1) for g in groups])
+            features = self._frame_logits(_EncoderOutput(model.model), frames)  # type: ignore[arg-type]
+            out, start = [], 0
+            for g in groups:
+                n, t = g.shape[:2]
+                out.append(features[start:start + n * t].view(n, t, -1).mean(1).float().cpu().numpy())
+                start += n * t
+            return out
 
     def iter_embeddings(self, items: Sequence[Any], reporter: Reporter | None = None,
                         names: Sequence[str] | None = None
@@ -101,7 +116,7 @@ class Embedder(Predictor):
             if features is None:
                 yield [{"path": name, "error": error}], np.zeros((0, self.dim), np.float32)
                 continue
-            yield embedding_rows(name, features.float().numpy(), info)
+            yield embedding_rows(name, np.asarray(features, dtype=np.float32), info)
 
     def embed(self, inputs: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Rows (N, D) float32 for ``inputs`` (files, folders, arrays) and their index entries
@@ -355,8 +370,9 @@ def merge_parts(out: Path, parts: Sequence[Path], files: Sequence[Path]) -> int:
 
 
 def load_embedder(model: str | os.PathLike[str], **kwargs: Any) -> Embedder:
-    """``xmodal.load_embedder("runs/x")``: an Embedder for a run dir, checkpoint or encoder
-    name; keywords as ``xmodal.load`` (device, batch_size, workers, window_s, ...)."""
+    """``xmodal.load_embedder("runs/x")``: an Embedder for a run dir, checkpoint, encoder name
+    (PyTorch) or ONNX export dir (ONNX Runtime); keywords as ``xmodal.load`` (device,
+    batch_size, workers, window_s, ...)."""
     from xmodal.engine.predict import load_model
 
     return Embedder(load_model(model), **kwargs)
