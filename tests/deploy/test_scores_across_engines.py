@@ -183,6 +183,13 @@ def test_a_multi_label_run_labels_alike_on_both_engines(multi_label: tuple[Path,
     assert export_meta["activation"] == "sigmoid" and export_meta["multi_label"] is True
     assert export_meta["thresholds"] == json.loads((run / "model.json").read_text())["thresholds"]
     _same_records(on_torch, _records(str(exported), test))
+    # INT8: read from the run's multi-label CSV; no top-1 "validation" (a single-label measure)
+    int8 = tmp_path / "int8"
+    result = run_cli("export", str(run), "--int8", "--calibration-frames", "8", "--out", str(int8))
+    assert result.code == 0, result.err
+    int8_meta = json.loads((int8 / "model.json").read_text())
+    assert int8_meta["activation"] == "sigmoid" and "validation" not in int8_meta["quantization"]
+    assert all("labels" in r for r in _records(str(int8), test))
     # label: the labels column of the CSV, on both engines
     rows = {}
     for engine in ("torch", "onnx"):
