@@ -190,6 +190,10 @@ def test_a_multi_label_run_labels_alike_on_both_engines(multi_label: tuple[Path,
     int8_meta = json.loads((int8 / "model.json").read_text())
     assert int8_meta["activation"] == "sigmoid" and "validation" not in int8_meta["quantization"]
     assert all("labels" in r for r in _records(str(int8), test))
+    # adapt pseudo-labels one class per file: refused in one line
+    result = run_cli("adapt", str(run), "--unlabeled", test, "--out", str(tmp_path / "adapted"))
+    assert result.code != 0 and "multi-label run cannot be adapted" in result.err
+    assert len(result.err_lines) == 1 and "Traceback" not in result.err
     # label: the labels column of the CSV, on both engines
     rows = {}
     for engine in ("torch", "onnx"):

@@ -181,10 +181,16 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
     ``LogisticRegression(C=1/l2)`` is, then folded back into the raw feature space. The first
     stage of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
     Underperform Out-of-Distribution"): fine-tuning from a fitted head moves the pretrained
-    features less, which helps on shifted data (photos -> video frames)."""
+    features less, which helps on shifted data (photos -> video frames). Multi-label samples
+    get one binary logistic regression per class (scikit-learn's one-vs-rest), as BCE trains."""
+    from xmodal.engine.multilabel import targets_tensor
+
     rows = [i for i, f in enumerate(bank.features) if f is not None]
     x = torch.stack([bank.features[i].mean(0) for i in rows]).double()
-    y = torch.as_tensor([bank.labels[i] for i in rows])
+    y = targets_tensor([bank.labels[i] for i in rows], model.head.out_features)
+    data_loss = (nn.functional.cross_entropy if y.ndim == 1 else
+                 lambda logits, hot, reduction: nn.functional.binary_cross_entropy_with_logits(
+                     logits, hot.double(), reduction=reduction))
     mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
     z = (x - mean) / std
     classes = model.head.out_features
@@ -195,7 +201,7 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
     def closure() -> Tensor:
         optimizer.zero_grad()
         # scikit-learn's objective divided by the number of samples
-        loss = (nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="sum")
+        loss = (data_loss(z @ weight.T + bias, y, reduction="sum")
                 + 0.5 * l2 * weight.pow(2).sum()) / len(y)
         loss.backward()
         return loss
