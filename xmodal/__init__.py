@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "Predictor", "sample_frames"]
+__all__ = ["__version__", "load", "load_embedder", "Predictor", "sample_frames"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from xmodal.engine import predict
 
         return getattr(predict, name)
+    if name == "load_embedder":
+        from xmodal.engine.embed import load_embedder
+
+        return load_embedder
     if name == "sample_frames":
         from xmodal.data.video import sample_frames
 

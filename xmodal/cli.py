@@ -20,16 +20,20 @@ import click
 from xmodal import __version__
 from xmodal.config import (
     AUGMENT_PRESETS,
+    BALANCE_MODES,
     ENGINES,
     FINETUNE_MODES,
     MODALITIES,
     POOLINGS,
+    SHOT_DETECTORS,
     VIDEO_BACKENDS,
 )
 from xmodal.errors import XmodalError
 from xmodal.names import display, unsupported_message
 
 EXIT_FAILED_INPUTS = 1
+DEFAULT_TIMEOUT_S = 120.0
+SHOT_TIMEOUT_S = 3600.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,11 +67,18 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+_min_score_option = click.option(
+    "--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+    help="Label a file (or window) whose top score is below S as 'unknown' (its top list stays).")
+
+
 # --------------------------------------------------------------------------- train
 
 @cli.command()
 @click.option("--data", type=click.Path(), help="Dataset root: one sub-folder per class.")
 @click.option("--csv", "csv_path", type=click.Path(), help="CSV of path,label rows instead of --data.")
+@click.option("--multi-label", "multi_label", is_flag=True, default=None,
+              help="--csv labels 'a|b': several per file (sigmoid per class, tuned thresholds).")
 @click.option("--modality", type=click.Choice(MODALITIES), help="Which files to use. [video]")
 @click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
 @click.option("--backbone", help="Encoder name (see `xmodal backbones`). [efficientnet_lite0]")
@@ -87,6 +98,9 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
 @click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")
+@click.option("--balance", type=click.Choice(BALANCE_MODES),
+              help="Imbalanced classes: class-balanced sampling or loss weights. "
+                   "[loss; none with --multi-label]")
 @click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
 @click.option("--val-split", type=float, help="Held-out fraction, stratified by file. [0.2]")
 @click.option("--patience", type=int, help="Stop after N epochs without val improvement.")
@@ -123,7 +137,8 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
         return
     best = ("n/a (no validation split)" if result.best_accuracy is None
             else f"{result.best_accuracy:.3f} (epoch {result.best_epoch})")
-    click.echo(f"best validation accuracy: {best}")
+    metric = "F1 (example-based)" if cfg.multi_label else "accuracy"
+    click.echo(f"best validation {metric}: {best}")
     click.echo(display(f"saved: {result.run_dir}"))
 
 
@@ -172,10 +187,12 @@ def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
+@_min_score_option
 @_inference_options
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
-            video_backend: str, batch_size: int | None, workers: int | None, device: str,
-            compile_model: bool, engine: str, verify_key: str | None) -> None:
+            min_score: float | None, video_backend: str, batch_size: int | None,
+            workers: int | None, device: str, compile_model: bool, engine: str,
+            verify_key: str | None) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
     MODEL is a run directory, a checkpoint, an ONNX export directory (xmodal export) or an
@@ -197,10 +214,11 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     loaded = _load_models(models, engine, device, compile_model, verify_key)
     predictor = Predictor(loaded, device=device, video_backend=video_backend,
                           batch_size=batch_size, workers=workers, top_k=top_k,
-                          compile=compile_model)
+                          compile=compile_model, min_score=min_score)
     failed = 0
+    multi_label = predictor.thresholds is not None
     if fmt == "csv":
-        _echo_csv(csv_header(predictor.top_k))
+        _echo_csv(csv_header(predictor.top_k, labels=multi_label))
     for record in predictor.iter_predict(list(paths), TqdmReporter(quiet=True)):
         if "error" in record:
             failed += 1
@@ -208,7 +226,7 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
         if fmt == "json":
             click.echo(json_line(_public(record)))
         elif fmt == "csv":
-            _echo_csv(csv_row(record, predictor.top_k))
+            _echo_csv(csv_row(record, predictor.top_k, labels=multi_label))
         elif "error" not in record:
             click.echo(table_line(record))
     if failed:
@@ -225,7 +243,7 @@ def _load_models(refs: list[str], engine: str, device: str, compile_model: bool,
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("path", "error") if "error" in record else ("path", "label", "score", "top",
+    keys = ("path", "error") if "error" in record else ("path", "label", "score", "labels", "top",
                                                         "kind", "frames", "duration_s", "sampled_s")
     return {k: record[k] for k in keys if k in record}
 
@@ -243,21 +261,26 @@ def _echo_csv(row: list[Any]) -> None:
 @cli.command(name="eval")
 @click.argument("model", required=False)
 @click.option("--model", "fused", multiple=True, help="Fuse several models (repeat).")
-@click.option("--data", required=True, type=click.Path(), help="Folder with one sub-folder per class.")
+@click.option("--data", type=click.Path(), help="Folder with one sub-folder per class.")
+@click.option("--csv", "csv_path", type=click.Path(),
+              help="CSV of path,label rows instead of --data (multi-label: label1|label2).")
 @click.option("--modality", type=click.Choice(MODALITIES), default="mixed", show_default=True)
 @click.option("--clips", type=int, default=1, show_default=True, help="TSN clips per video.")
 @click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True)
 @click.option("--out", type=click.Path(), help="Folder for report.json and confusion_matrix.png.")
+@_min_score_option
 @_inference_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str, clips: int,
-             crops: str, out: str | None, video_backend: str, batch_size: int | None,
-             workers: int | None, device: str, compile_model: bool, engine: str,
-             verify_key: str | None, quiet: bool) -> None:
-    """Accuracy, per-class metrics and a confusion matrix of MODEL on --data.
+def evaluate(model: str | None, fused: tuple[str, ...], data: str | None, csv_path: str | None,
+             modality: str, clips: int, crops: str, out: str | None, min_score: float | None,
+             video_backend: str, batch_size: int | None, workers: int | None, device: str,
+             compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
+    """Accuracy, per-class metrics and a confusion matrix of MODEL on --data or --csv;
+    mAP, per-class AP and example-based F1 for a multi-label model.
 
     \b
     xmodal eval runs/demo --data samples/train --clips 3 --crops 3 --out runs/demo/eval
+    xmodal eval runs/tags --csv test.csv --out runs/tags/eval
     """
     from xmodal.engine import distributed
     from xmodal.engine.evaluate import evaluate_folder, save_report
@@ -269,21 +292,26 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str, modality: str
         raise click.UsageError("give a MODEL (or --model, repeated, to fuse several)")
     if clips < 1:
         raise click.BadParameter("must be >= 1", param_hint="--clips")
+    if (data is None) == (csv_path is None):
+        raise click.UsageError("give one of --data DIR or --csv FILE")
     dist = distributed.init(device)
     rank_device = distributed.device_for(dist, device)
     loaded = _load_models(refs, engine, rank_device, compile_model, verify_key)
     predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size, workers=workers,
-                          clips=clips, crops=int(crops), compile=compile_model)
-    report = evaluate_folder(predictor, data, modality=modality,
+                          clips=clips, crops=int(crops), compile=compile_model, min_score=min_score)
+    report = evaluate_folder(predictor, data, modality=modality, csv=csv_path,
                              reporter=TqdmReporter(quiet=quiet or not dist.is_main))
     if not dist.is_main:
         return
     # Saved before printing: a closed stdout (`| head`) must not lose the report.
     saved = save_report(report, out) if out else None
-    _print_report(report)
+    if predictor.thresholds is not None:
+        _print_multi_label_report(report)
+    else:
+        _print_report(report)
     if saved:
-        click.echo(display(f"saved: {saved[0]}, {saved[1]}"))
+        click.echo(display("saved: " + ", ".join(str(p) for p in saved)))
     if report.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
 
@@ -302,8 +330,40 @@ def _print_report(report: Any) -> None:
     for name, m in report.per_class.items():
         click.echo(f"{names[name]:{width}s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
                    f"{m['accuracy']:8.3f}  {m['support']:7d}")
+    _print_calibration(report)
     for failure in report.failed:
         click.echo(display(f"xmodal: {failure['path']}: {failure['error']}"), err=True)
+
+
+def _print_multi_label_report(report: Any) -> None:
+    shown = "n/a (no positives)" if report.map is None else f"{report.map:.4f}"
+    click.echo(f"files: {report.files} ({len(report.failed)} failed to decode)")
+    click.echo(f"mAP {shown}  example-based F1 {report.example_f1:.4f} (at the model's thresholds)")
+    names = {name: display(name) for name in report.classes}
+    width = max(len(shown) for shown in names.values())
+    click.echo(f"{'class':{width}s}      AP  precision  recall  threshold  support")
+    for name, m in report.per_class.items():
+        ap = "    -" if m["ap"] is None else f"{m['ap']:.3f}"
+        click.echo(f"{names[name]:{width}s}  {ap:>6s}  {m['precision']:9.3f}  {m['recall']:6.3f}  "
+                   f"{m['threshold']:9.3f}  {m['support']:7d}")
+    for failure in report.failed:
+        click.echo(display(f"xmodal: {failure['path']}: {failure['error']}"), err=True)
+
+
+def _print_calibration(report: Any) -> None:
+    cal = report.calibration
+    temperature = cal["temperature"]
+    shown = (f"{temperature:.3f}" if isinstance(temperature, float)
+             else ", ".join(f"{t:.3f}" for t in temperature))
+    before = "n/a (fused)" if cal["ece_uncalibrated"] is None else f"{cal['ece_uncalibrated']:.4f}"
+    click.echo(f"calibration: temperature {shown}; ECE before {before}, after {cal['ece']:.4f} "
+               f"({cal['bins']} bins)")
+    chosen = report.settings.get("min_score")
+    click.echo("min score  coverage  accuracy  files")
+    for row in report.coverage:
+        mark = "  <- --min-score" if chosen is not None and row["min_score"] == chosen else ""
+        click.echo(f"{row['min_score']:9.2f}  {row['coverage']:8.3f}  {row['accuracy']:8.3f}  "
+                   f"{row['files']:5d}{mark}")
 
 
 # --------------------------------------------------------------------------- label
@@ -316,31 +376,41 @@ def _print_report(report: Any) -> None:
 @click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
 @click.option("--window", type=float, help="Also classify sliding windows of SEC seconds.")
 @click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--segments", type=click.Choice(["shots"]),
+              help="Also classify each shot of a video (split at its shot boundaries).")
+@click.option("--shot-detector", type=click.Choice(SHOT_DETECTORS), default="content",
+              show_default=True, help="Shot boundaries: PySceneDetect's content detector, or "
+                                      "TransNetV2 (finds dissolves; slow on a CPU).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
 @click.option("--top-k", "top_k", type=int, default=5, show_default=True)
+@_min_score_option
 @_inference_options
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds one file may take to decode before it is recorded as failed.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds one file may take to decode before it is recorded as failed. "
+                   "[120; 3600 with --segments shots, which decodes every frame]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tuple[str, ...],
-          window: float | None, stride: float | None, overwrite: bool, top_k: int,
-          video_backend: str, batch_size: int | None, workers: int | None, timeout: float, device: str,
+          window: float | None, stride: float | None, segments: str | None, shot_detector: str,
+          overwrite: bool, top_k: int, min_score: float | None, video_backend: str,
+          batch_size: int | None, workers: int | None, timeout: float | None, device: str,
           compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
     xmodal label samples/ --model runs/demo --out predictions.jsonl
     xmodal label videos/ --model runs/demo --window 4 --stride 2 --out timeline.jsonl
+    xmodal label videos/ --model runs/demo --segments shots --out shots.jsonl
     """
     from xmodal.engine import distributed
     from xmodal.engine.label import find_files, label_sharded
     from xmodal.engine.predict import Predictor
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
-    if window is not None and window <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--window")
-    if stride is not None and (window is None or stride <= 0):
-        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
+    _check_window(window, stride)
+    if segments is not None and window is not None:
+        raise click.BadParameter("give --segments shots or --window, not both", param_hint="--segments")
+    if timeout is None:  # shot detection reads every frame of a video, not 8
+        timeout = SHOT_TIMEOUT_S if segments else DEFAULT_TIMEOUT_S
     scan = find_files(folders, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
     rank_device = distributed.device_for(dist, device)
@@ -348,7 +418,8 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
-                          stride_s=stride, timeout_s=timeout, compile=compile_model)
+                          stride_s=stride, timeout_s=timeout, compile=compile_model,
+                          min_score=min_score, segments=segments, shot_detector=shot_detector)
     reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
     if scan.unsupported and dist.is_main:
         reporter.warning(unsupported_message(scan.unsupported))
@@ -358,6 +429,65 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
     click.echo(display(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
                        f"failed {summary.failed}{ignored}; wrote {out}"), err=quiet)
+    if summary.failed:
+        raise SystemExit(EXIT_FAILED_INPUTS)
+
+
+# --------------------------------------------------------------------------- embed
+
+@cli.command()
+@click.argument("model")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(),
+              help="FILE.npy: an (N, D) float32 array; FILE.jsonl beside it names each row.")
+@click.option("--glob", "globs", multiple=True, help="File name pattern(s), e.g. '*.mp4'. [media]")
+@click.option("--window", type=float, help="One row per window of SEC seconds (videos).")
+@click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
+@click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
+@_inference_options
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds one file may take to decode before it is recorded as failed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
+          window: float | None, stride: float | None, overwrite: bool, video_backend: str,
+          batch_size: int | None, workers: int | None, timeout: float, device: str,
+          compile_model: bool, quiet: bool) -> None:
+    """Write the pooled clip embedding of every file under PATHS (resumable).
+
+    MODEL is a run directory, a checkpoint or an encoder name (PyTorch), or an ONNX export
+    directory (ONNX Runtime). The embedding is the head's input (the encoder's features)
+    averaged over the sampled frames.
+
+    \b
+    xmodal embed runs/demo samples/ --out embeddings.npy
+    xmodal embed efficientnet_lite0 videos/ --window 4 --stride 2 --out timeline.npy
+    """
+    from xmodal.engine import distributed
+    from xmodal.engine.embed import Embedder, embed_sharded, index_path
+    from xmodal.engine.label import find_files
+    from xmodal.engine.predict import load_model  # PyTorch, or ONNX Runtime for an export dir
+    from xmodal.engine.reporting import Reporter, TqdmReporter
+
+    _check_window(window, stride)
+    if Path(out).suffix.lower() != ".npy":
+        raise click.BadParameter("must end in .npy (FILE.jsonl is written beside it)",
+                                 param_hint="--out")
+    scan = find_files(paths, tuple(globs))
+    dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
+    embedder = Embedder(load_model(model), device=distributed.device_for(dist, device),
+                        video_backend=video_backend, batch_size=batch_size,
+                        workers=2 if workers is None else workers, window_s=window,
+                        stride_s=stride, timeout_s=timeout, compile=compile_model)
+    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
+    if scan.unsupported and dist.is_main:
+        reporter.warning(unsupported_message(scan.unsupported))
+    summary = embed_sharded(embedder, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
+    if not dist.is_main:
+        return
+    ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
+    click.echo(display(f"embedded {summary.done}, skipped {summary.skipped} (already in {out}), "
+                       f"failed {summary.failed}{ignored}; wrote {out} ({summary.rows} x "
+                       f"{embedder.dim}) and {index_path(Path(out))}"), err=quiet)
     if summary.failed:
         raise SystemExit(EXIT_FAILED_INPUTS)
 
@@ -427,16 +557,21 @@ def render(model: str, video: str, out: str, window: float | None, stride: float
     from xmodal.engine.render import render_video
     from xmodal.engine.reporting import TqdmReporter
 
-    if window is not None and window <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--window")
-    if stride is not None and (window is None or stride <= 0):
-        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
-    predictor = Predictor(_load_models([model]), device=device, video_backend=video_backend,
+    _check_window(window, stride)
+    predictor = Predictor(_load_models([model], "auto", device, False, None), device=device,
+                          video_backend=video_backend,
                           workers=0, window_s=window, stride_s=stride)
     result = render_video(predictor, video, out, gif=gif, reporter=TqdmReporter(quiet=quiet))
     preview = f"; preview {result.gif}" if result.gif else ""
     click.echo(display(f"wrote {result.out}: {result.frames} frames, {result.fps:g} fps, "
                        f"{result.width}x{result.height}, audio {result.audio}{preview}"))
+
+
+def _check_window(window: float | None, stride: float | None) -> None:
+    if window is not None and window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--window")
+    if stride is not None and (window is None or stride <= 0):
+        raise click.BadParameter("needs --window and a value > 0", param_hint="--stride")
 
 
 # --------------------------------------------------------------------------- check
@@ -622,6 +757,14 @@ def info(model: str, as_json: bool) -> None:
     echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
     if "epoch" in meta:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
+    if meta.get("multi_label"):
+        shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or
+                                                         [0.5] * len(meta["classes"]), strict=True))
+        echo(f"labels:     several per file (sigmoid); thresholds: {shown}")
+    elif "calibration" in meta:
+        cal = meta["calibration"]
+        echo(f"scores:     temperature {meta.get('temperature', 1.0):.4f} (validation ECE "
+             f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
     config = meta.get("config")
     if config:
         echo("config:")

@@ -20,6 +20,8 @@ OPTIMIZERS = ("adamw", "sgd")
 AUGMENT_PRESETS = ("none", "light", "strong", "cross")
 VIDEO_BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("auto", "cpu", "cuda")
+BALANCE_MODES = ("none", "sampler", "loss")  # xmodal.data.balance
+SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.data.shots)
 ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
 
 
@@ -30,6 +32,7 @@ class TrainConfig:
     # data
     data: str | None = None
     csv: str | None = None
+    multi_label: bool = False  # CSV labels "a|b": sigmoid per class, BCE, tuned thresholds
     modality: str = "video"
     val: str | None = None
     val_split: float = 0.2
@@ -66,6 +69,9 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
+    # none | sampler | loss: class-balanced sampling or loss weights; None: loss (measured best
+    # on a long-tailed split, and the same as none on balanced classes), none for multi-label
+    balance: str | None = None
     patience: int | None = None
     precision: str = "auto"
     compile: bool = False  # torch.compile the encoder (pays on long GPU runs)
@@ -84,6 +90,9 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("augment", self.augment, AUGMENT_PRESETS)
         _choice("video_backend", self.video_backend, VIDEO_BACKENDS)
+        if self.balance is None:
+            self.balance = "none" if self.multi_label else "loss"
+        _choice("balance", self.balance, BALANCE_MODES)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, ("auto", "fp32", "bf16"))
         _positive("frames", self.frames)
@@ -109,6 +118,11 @@ class TrainConfig:
         for name in ("mixup", "cutmix"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.multi_label and self.csv is None:
+            raise ConfigError("multi_label needs --csv: a folder per class cannot give a file "
+                              "several labels (write path,label1|label2 rows)")
+        if self.multi_label and (self.mixup or self.cutmix):
+            raise ConfigError("mixup and cutmix mix one label per clip; turn them off with multi_label")
         if self.image_ratio is not None and not 0.0 < self.image_ratio < 1.0:
             raise ConfigError(f"image_ratio must be in (0, 1), got {self.image_ratio}")
         return self

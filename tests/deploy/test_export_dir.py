@@ -131,6 +131,8 @@ def test_the_onnx_path_imports_no_torch(exported: Path, checkpoint: Path, labell
                     str(tmp_path / "l.jsonl"), "--quiet") == {"code": 0, "heavy": []}
     assert _imports("eval", str(exported), "--data", str(labelled), "--quiet") == {"code": 0, "heavy": []}
     assert _imports("info", str(exported)) == {"code": 0, "heavy": []}
+    assert _imports("embed", str(exported), clip, "--out", str(tmp_path / "e.npy"),
+                    "--quiet") == {"code": 0, "heavy": []}
     # A trained run on the CPU: the first call exports it (torch), later ones use the cache.
     run = tmp_path / "run"
     shutil.copytree(checkpoint, run)

@@ -126,3 +126,29 @@ def test_sharded_run_interrupted_on_one_rank_resumes(three_class_checkpoint: Pat
     assert out.read_text() == reference.read_text()
     paths = [json.loads(x)["path"] for x in out.read_text().splitlines()]
     assert len(paths) == len(set(paths)) == len(files)
+
+
+def test_sharded_embeddings_equal_single_process(three_class_checkpoint: Path, clip_folder: Path,
+                                                 tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from xmodal.engine.embed import Embedder, embed_files, index_path
+
+    single = tmp_path / "single.npy"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun rank runs
+    try:
+        embed_files(Embedder(load_model(three_class_checkpoint), workers=0),
+                    find_files([clip_folder]).files, single)
+    finally:
+        torch.set_num_threads(threads)
+    merged = tmp_path / "merged.npy"
+    proc = subprocess.run([*TORCHRUN, "-m", "xmodal", "embed", str(three_class_checkpoint),
+                           str(clip_folder), "--out", str(merged), "--quiet", "--workers", "0",
+                           "--device", "cpu"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # one bad file, reported
+    assert index_path(merged).read_text() == index_path(single).read_text()
+    np.testing.assert_array_equal(np.load(merged), np.load(single))
+    assert not list(tmp_path.glob("merged.part*"))

@@ -42,6 +42,10 @@ def test_cached_probe_trains_the_same_head_as_encoding_every_epoch(
     b, _ = load_checkpoint(fresh.run_dir)
     torch.testing.assert_close(a["head.weight"], b["head.weight"], rtol=1e-4, atol=1e-6)
     assert [r["val_acc"] for r in cached.history] == [r["val_acc"] for r in fresh.history]
+    # The temperature is fitted on the validation features either way.
+    assert cached.calibration["files"] == fresh.calibration["files"] == 6
+    assert "note" not in cached.calibration, cached.calibration
+    assert cached.calibration["temperature"] == pytest.approx(fresh.calibration["temperature"], rel=1e-3)
     # the encoder is untouched by a linear probe
     base = build_classifier("efficientnet_lite0", 3).state_dict()
     torch.testing.assert_close(a["encoder.backbone.conv_stem.weight"],
@@ -114,3 +118,31 @@ def test_probe_head_equals_scikit_learns_logistic_regression() -> None:
     theirs = reference.decision_function(scaler.transform(pooled))
     np.testing.assert_allclose(mine, theirs, atol=2e-3)
     assert (mine.argmax(1) == labels).mean() > 0.8
+
+
+def test_multi_label_probe_head_is_one_logistic_regression_per_class() -> None:
+    """--finetune lp-ft --multi-label: each class's head row is scikit-learn's binary
+    LogisticRegression(C=1) of that class against the rest, on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 1, (3, 16))
+    labels = [(0,), (1,), (2,), (0, 1), (1, 2), (0, 2)] * 8
+    hot = np.zeros((len(labels), 3))
+    for row, members in enumerate(labels):
+        hot[row, list(members)] = 1
+    frames = (hot @ centres)[:, None, :] + rng.normal(0, 0.7, (len(labels), 2, 16))
+    bank = features.FeatureBank([torch.tensor(f, dtype=torch.float32) for f in frames], labels,
+                                ["video"] * len(labels), {}, len(labels), 3)
+    model = torch.nn.Module()
+    model.head = torch.nn.Linear(16, 3)
+    features.fit_probe_head(model, bank)
+    pooled = frames.mean(1)
+    z = StandardScaler().fit_transform(pooled)
+    with torch.no_grad():
+        mine = model.head(torch.tensor(pooled, dtype=torch.float32)).numpy()
+    for k in range(3):
+        theirs = LogisticRegression(C=1.0, max_iter=1000, tol=1e-8).fit(z, hot[:, k]).decision_function(z)
+        np.testing.assert_allclose(mine[:, k], theirs, atol=2e-3)
+    assert ((mine > 0) == (hot > 0)).mean() > 0.9

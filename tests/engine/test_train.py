@@ -59,6 +59,25 @@ def test_train_predict_round_trip(trained_run: Path, tiny_dataset: Path) -> None
     assert correct / len(records) >= 0.5
 
 
+def test_a_temperature_is_fitted_on_the_validation_split_and_scores_use_it(trained_run: Path) -> None:
+    import numpy as np
+
+    _, meta = load_checkpoint(trained_run)
+    cal = meta["calibration"]
+    assert "note" not in cal, cal  # two short epochs leave mistakes to fit on
+    assert meta["temperature"] == cal["temperature"] > 0
+    assert cal["files"] == 6  # 0.34 of 3 classes x (3 videos + 3 images), per class and kind
+    assert cal["nll_after"] <= cal["nll_before"]
+    model = load_model(trained_run)
+    clip = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    predictor = load(str(trained_run), workers=0)
+    [record] = predictor.predict([clip])
+    with torch.inference_mode():
+        views, _ = predictor.reader(clip)
+        expected = (model.model(views)[0] / meta["temperature"]).softmax(0)
+    assert record["score"] == pytest.approx(float(expected.max()), abs=1e-5)
+
+
 def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_dataset: Path,
                                                             tmp_path: Path) -> None:
     straight = fit(_cfg(tiny_dataset, tmp_path / "straight", epochs=2))

@@ -80,12 +80,14 @@ class KindBatchSampler(Sampler[list[int]]):
     The order of epoch ``e`` depends only on (seed, e) — the seed is the generator's initial seed —
     so a resumed run sees the same batches as an uninterrupted one. ``image_ratio`` sets the share
     of image batches per epoch; the rarer kind is then repeated (fresh shuffles) to fill its share.
+    ``weights`` (one per sample; xmodal.data.balance) draw each kind's files with replacement in
+    proportion to them instead of shuffling, the epoch keeping its length.
     """
 
     def __init__(self, samples_kinds: Sequence[str], batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, generator: torch.Generator | None = None,
                  image_ratio: float | None = None, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0, pad: bool = True) -> None:
+                 rank: int = 0, pad: bool = True, weights: Sequence[float] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if image_ratio is not None and not 0.0 < image_ratio < 1.0:
@@ -103,6 +105,9 @@ class KindBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.pad = pad
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if self.weights is not None and len(self.weights) != len(samples_kinds):
+            raise ValueError(f"{len(self.weights)} weights for {len(samples_kinds)} samples")
         self._groups = {kind: [i for i, k in enumerate(samples_kinds) if k == kind]
                         for kind in ("image", "video")}
         unknown = sorted(set(samples_kinds) - set(self._groups))
@@ -155,11 +160,18 @@ class KindBatchSampler(Sampler[list[int]]):
     def _kind_batches(self, ids: list[int], n_batches: int, rng: np.random.Generator) -> list[list[int]]:
         if n_batches == 0:
             return []
-        stream = list(ids)
-        if self.shuffle:
-            stream = [ids[i] for i in rng.permutation(len(ids))]
+        stream = self._draw(ids, rng)
         # Only with image_ratio can a kind need more indices than it has: cycle through new shuffles.
         while len(stream) < n_batches * self.batch_size and self.image_ratio is not None:
-            stream += [ids[i] for i in (rng.permutation(len(ids)) if self.shuffle else range(len(ids)))]
+            stream += self._draw(ids, rng)
         size = self.batch_size
         return [stream[i * size:(i + 1) * size] for i in range(n_batches)]
+
+    def _draw(self, ids: list[int], rng: np.random.Generator) -> list[int]:
+        """One pass over a kind's samples: as listed, shuffled, or drawn by weight."""
+        if not self.shuffle:
+            return list(ids)
+        if self.weights is None:
+            return [ids[i] for i in rng.permutation(len(ids))]
+        p = self.weights[ids] / self.weights[ids].sum()
+        return [ids[i] for i in rng.choice(len(ids), size=len(ids), p=p)]

@@ -37,11 +37,17 @@ _HEADER_LABELS = {"label", "class", "class_name", "category", "target"}
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled file; ``kind`` decides whether it is read as a still or a clip."""
+    """One labelled file; ``kind`` decides whether it is read as a still or a clip. ``label``
+    is a class index, or a sorted tuple of them for a multi-label file."""
 
     path: Path
-    label: int
+    label: int | tuple[int, ...]
     kind: Kind
+
+    @property
+    def stratum(self) -> int:
+        """The class a split keeps in proportion: the label, or a multi-label file's first."""
+        return self.label[0] if isinstance(self.label, tuple) else self.label
 
 
 def kind_of(path: str | os.PathLike[str]) -> Kind | None:
@@ -82,11 +88,14 @@ def scan_folder(root: str | os.PathLike[str], modality: str = "mixed",
 
 
 def read_csv(path: str | os.PathLike[str], modality: str = "mixed",
-             classes: Sequence[str] | None = None) -> tuple[list[Sample], list[str]]:
+             classes: Sequence[str] | None = None, *,
+             multi_label: bool = False) -> tuple[list[Sample], list[str]]:
     """Samples listed as ``path,label`` rows, and the class names (``classes`` or the sorted labels).
 
     The header is optional; relative paths are resolved against the CSV's folder so a dataset
     folder with its CSV can be moved as one. Rows of the other modality are skipped, like in folders.
+    ``multi_label``: a label cell holds one or more labels separated by ``|`` (``dog|running``),
+    and each sample's label is the sorted tuple of their indices.
     """
     _check_modality(modality)
     csv_path = Path(path)
@@ -101,15 +110,28 @@ def read_csv(path: str | os.PathLike[str], modality: str = "mixed",
     if not kept:
         raise DatasetError(csv_path, f"no {_describe(modality)} files listed "
                                      f"(extensions {_extension_list(modality)})")
-    class_names = list(classes) if classes is not None else sorted({label for _, _, label in kept})
+    names = {line: _label_names(csv_path, line, label, multi_label) for line, _, label in kept}
+    class_names = list(classes) if classes is not None else sorted(set().union(*names.values()))
     index = {name: i for i, name in enumerate(class_names)}
-    for line, _, label in kept:
-        if label not in index:
-            raise DatasetError(f"{csv_path}:{line}", f"label {label!r} is not one of the classes "
-                                                     f"({_shorten(class_names)})")
+    for line, labels in names.items():
+        for label in labels:
+            if label not in index:
+                raise DatasetError(f"{csv_path}:{line}", f"label {label!r} is not one of the classes "
+                                                         f"({_shorten(class_names)})")
     _check_files_exist(csv_path, kept)
-    samples = [Sample(file, index[label], kind_of(file)) for _, file, label in kept]  # type: ignore[arg-type]
+    samples = [Sample(file, tuple(sorted({index[n] for n in names[line]})) if multi_label
+                      else index[label], kind_of(file))  # type: ignore[arg-type]
+               for line, file, label in kept]
     return samples, class_names
+
+
+def _label_names(csv_path: Path, line: int, cell: str, multi_label: bool) -> list[str]:
+    if not multi_label:
+        return [cell]
+    names = [name.strip() for name in cell.split("|") if name.strip()]
+    if not names:
+        raise DatasetError(f"{csv_path}:{line}", f"no label in {cell!r}")
+    return names
 
 
 def stratified_split(samples: Sequence[Sample], val_fraction: float,
@@ -123,7 +145,7 @@ def stratified_split(samples: Sequence[Sample], val_fraction: float,
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, sample in enumerate(samples):
-        by_class[sample.label].append(i)
+        by_class[sample.stratum].append(i)
     val_ids: set[int] = set()
     for label, members in by_class.items():
         n_val = _val_count(len(members), val_fraction)

@@ -4,8 +4,9 @@ On the CPU a run's checkpoint runs on ONNX Runtime by default (``choose_engine``
 time, it is exported (PyTorch, about 10 s for EfficientNet-Lite0 on 2 cores); later runs load
 the cached export and never import torch. The cache is not the run folder: xmodal writes only
 to paths the user names, and a run folder may be read-only or signed. Entries are keyed by
-the sha256 of the run's model.json, which holds the weights' sha256, so new weights get a new
-entry; the weights are verified against it on every load, as the PyTorch path does.
+the sha256 of the run's model.json, which holds the weights' sha256 and the scores' settings
+(``temperature``, a multi-label run's ``thresholds``), so new weights or a new calibration get a
+new entry; the weights are verified against it on every load, as the PyTorch path does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from xmodal.deploy.onnx_model import OnnxModel
 
 # Bump when the exported graph or its metadata change meaning: old entries are then unused.
-CACHE_FORMAT = 1
+# 2: the graph applies the run's temperature (or a multi-label run's sigmoid), carries its
+# thresholds, and outputs the pooled embedding.
+CACHE_FORMAT = 2
 
 
 def cache_root() -> Path:

@@ -1,7 +1,10 @@
 """``xmodal export``: a trained run (or an encoder's ImageNet classifier) as an ONNX graph.
 
 The graph holds everything a user would otherwise reimplement: uint8 RGB frames in
-(batch, time, S, S, 3), normalisation, the encoder, the head, temporal pooling and the softmax.
+(batch, time, S, S, 3), normalisation, the encoder, the head, temporal pooling and the scores:
+softmax(logits / T) with the run's fitted temperature T, or a sigmoid per class for a
+multi-label run (whose per-class thresholds travel in the metadata), exactly as the PyTorch
+engine scores them; and the pooled clip embedding that ``xmodal embed`` writes.
 It is made with ``torch.onnx.export(dynamo=True)`` (torch.export; the TorchScript exporter is
 deprecated and its graph of EfficientNet-Lite0 ran 1.3-1.6x slower on ONNX Runtime here), checked
 with ``onnx.checker``, and compared with PyTorch on a probe batch before it is written.
@@ -38,25 +41,41 @@ DEFAULT_OPSET = 18
 # A probe batch's logits must agree with PyTorch's this closely, else the export is refused.
 PROBE_TOLERANCE = 1e-4
 # Metadata fields that describe the graph's inputs and outputs; copied from the checkpoint.
+# The scores' settings (temperature, multi-label thresholds) too, so both engines give one record.
 _CARRIED = ("classes", "backbone", "frames", "pooling", "preprocessing", "modality", "config",
-            "data", "epoch", "metrics")
+            "data", "epoch", "metrics", "temperature", "calibration", "multi_label", "thresholds",
+            "threshold_tuning")
 
 
 class ExportGraph(nn.Module):
-    """(B, T, S, S, 3) uint8 RGB -> (probabilities, pooled logits), both (B, K): the classifier
-    with its preprocessing and temporal pooling inside, as the ONNX graph runs it."""
+    """(B, T, S, S, 3) uint8 RGB -> (scores (B, K), pooled logits (B, K), embedding (B, D)):
+    the classifier with its preprocessing and temporal pooling inside, as the ONNX graph runs
+    it. Scores are ``xmodal.engine.calibration.clip_scores`` of the pooled logits (softmax of
+    logits / T, or a sigmoid per class for a multi-label model); the embedding is the head's
+    input averaged over time (``xmodal.engine.embed``)."""
 
-    def __init__(self, classifier: nn.Module) -> None:
+    def __init__(self, classifier: nn.Module, meta: dict[str, Any] | None = None) -> None:
+        from xmodal.engine.calibration import temperature_of
+        from xmodal.engine.multilabel import is_multi_label
+
         super().__init__()
         self.classifier = classifier
+        self.multi_label = is_multi_label(meta or {})
+        self.temperature = temperature_of(meta or {})
 
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, h, w, c = frames.shape
         x = frames.reshape(b * t, h, w, c).permute(0, 3, 1, 2).float()
         x = (x - self.classifier.mean) / self.classifier.std
-        logits = self.classifier.head(self.classifier.encoder(x)).reshape(b, t, -1)
+        features = self.classifier.encoder(x)
+        logits = self.classifier.head(features).reshape(b, t, -1)
         pooled = self.classifier.pool(logits)
-        return pooled.softmax(-1), pooled
+        embedding = features.reshape(b, t, -1).mean(1)
+        if self.multi_label:
+            return pooled.sigmoid(), pooled, embedding
+        # The same operations as clip_scores, so the two engines agree to float rounding.
+        scaled = pooled / self.temperature if self.temperature != 1.0 else pooled
+        return scaled.softmax(-1), pooled, embedding
 
 
 @dataclass
@@ -115,7 +134,7 @@ def _load_source(model: str | os.PathLike[str]) -> Any:
 
 def _export_fp32(loaded: Any, path: Path, opset: int) -> dict[str, Any]:
     """The fp32 graph at ``path``, checked and compared with PyTorch; returns its metadata."""
-    graph = ExportGraph(loaded.model.float().eval()).eval()
+    graph = ExportGraph(loaded.model.float().eval(), loaded.meta).eval()
     size = loaded.input_size
     # Batch and time of 2: a size of 1 in the example would be specialised by torch.export.
     example = torch.randint(0, 256, (2, 2, size, size, 3), dtype=torch.uint8,
@@ -160,9 +179,11 @@ def _graph_meta(loaded: Any, opset: int) -> dict[str, Any]:
         "format": EXPORT_FORMAT, "onnx": ONNX_NAME, "opset": opset, "precision": "fp32",
         "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", "time", size, size, 3],
                   "layout": "RGB frames, batch x time x height x width x channel"},
-        "outputs": {"probabilities": "softmax over classes of the logits pooled over time",
-                    "logits": f"per-frame logits pooled over time ({loaded.meta.get('pooling', 'mean')})"},
-        "activation": "softmax",
+        "outputs": {"probabilities": _scores_description(loaded.meta),
+                    "logits": f"per-frame logits pooled over time ({loaded.meta.get('pooling', 'mean')})",
+                    "embedding": "the head's input (the encoder's features) averaged over time"},
+        "activation": "sigmoid" if loaded.meta.get("multi_label") else "softmax",
+        "embedding_dim": int(loaded.model.encoder.num_features),
         "source": {"model": loaded.name, "sha256": loaded.meta.get("sha256")},
         "exported_with": {"xmodal": __version__, "torch": torch.__version__,
                           "onnxruntime": onnxruntime.__version__},
@@ -170,6 +191,19 @@ def _graph_meta(loaded: Any, opset: int) -> dict[str, Any]:
     meta.setdefault("frames", 8)
     meta.setdefault("pooling", "mean")
     return meta
+
+
+def _scores_description(meta: dict[str, Any]) -> str:
+    from xmodal.engine.calibration import temperature_of
+
+    if meta.get("multi_label"):
+        return ("a sigmoid per class of the logits pooled over time; a class is a label when its "
+                "score reaches its entry in 'thresholds'")
+    temperature = temperature_of(meta)
+    if temperature != 1.0:
+        return (f"softmax over classes of the logits pooled over time divided by the fitted "
+                f"temperature {temperature:g} ('temperature': calibrated scores)")
+    return "softmax over classes of the logits pooled over time"
 
 
 def _stamp_and_check(path: Path, meta: dict[str, Any]) -> None:
@@ -191,18 +225,20 @@ def _stamp_and_check(path: Path, meta: dict[str, Any]) -> None:
 
 
 def _compare_with_torch(graph: nn.Module, path: Path, size: int, name: str) -> None:
-    """Refuse an export whose logits differ from PyTorch's on a probe batch (B=3, T=2)."""
+    """Refuse an export whose outputs (scores, logits, embedding) differ from PyTorch's on a
+    probe batch (B=3, T=2)."""
     from xmodal.deploy.onnx_model import make_session
 
     probe = torch.randint(0, 256, (3, 2, size, size, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        expected = graph(probe)[1].numpy()
-    got = make_session(str(path)).run([OUTPUT_NAMES[1]], {INPUT_NAME: probe.numpy()})[0]
-    diff = float(np.abs(got - expected).max())
-    if not diff <= PROBE_TOLERANCE:
-        raise ModelError(f"{name}: the ONNX graph's logits differ from PyTorch's by {diff:.2g} "
-                         f"(over {PROBE_TOLERANCE:g}); not exported")
+        expected = [out.numpy() for out in graph(probe)]
+    got = make_session(str(path)).run(list(OUTPUT_NAMES), {INPUT_NAME: probe.numpy()})
+    for output, a, b in zip(OUTPUT_NAMES, got, expected, strict=True):
+        diff = float(np.abs(a - b).max())
+        if not diff <= PROBE_TOLERANCE:
+            raise ModelError(f"{name}: the ONNX graph's {output} differ from PyTorch's by "
+                             f"{diff:.2g} (over {PROBE_TOLERANCE:g}); not exported")
 
 
 def _write_meta(directory: Path, meta: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """An exported model on ONNX Runtime: ``model.onnx`` + ``model.json``, sha256-verified.
 
 The graph takes uint8 RGB frames (batch, time, S, S, 3), any batch and time, and does the
-rest itself: normalisation, the encoder, the head, temporal pooling over time and the
-softmax; it returns ``probabilities`` and pooled ``logits`` (batch, classes). This module
+rest itself: normalisation, the encoder, the head, temporal pooling over time and the scores
+(softmax of logits / the run's temperature, or a sigmoid per class for a multi-label run); it
+returns ``probabilities`` and pooled ``logits`` (batch, classes), and the pooled ``embedding``
+(batch, features; exports made before it was added lack it). This module
 imports neither torch nor torchvision: an export directory runs where PyTorch is not installed.
 """
 
@@ -24,7 +26,7 @@ ONNX_NAME = "model.onnx"
 META_NAME = "model.json"
 EXPORT_FORMAT = "onnx"
 INPUT_NAME = "frames"
-OUTPUT_NAMES = ("probabilities", "logits")
+OUTPUT_NAMES = ("probabilities", "logits", "embedding")
 # ONNX Runtime's idle threads spin for work by default; on a CPU shared with the decode workers
 # that spinning takes cycles from decoding (docs/performance.md measures both).
 ALLOW_SPINNING = "0"
@@ -91,8 +93,18 @@ class OnnxModel(LoadedModel):
     engine = "onnx"
 
     def probabilities(self, views: np.ndarray) -> np.ndarray:
-        """Softmax probabilities (N, K) for (N, T, S, S, 3) uint8 RGB views."""
+        """Scores (N, K) for (N, T, S, S, 3) uint8 RGB views: calibrated softmax probabilities,
+        or per-class sigmoids for a multi-label model (the graph applies the metadata's
+        ``temperature`` / ``multi_label``)."""
         return self._run(views, OUTPUT_NAMES[0])
+
+    def embeddings(self, views: np.ndarray) -> np.ndarray:
+        """Pooled clip embeddings (N, D) for (N, T, S, S, 3) uint8 RGB views."""
+        return self._run(views, OUTPUT_NAMES[2])
+
+    @property
+    def has_embedding(self) -> bool:
+        return OUTPUT_NAMES[2] in {o.name for o in self.model.get_outputs()}
 
     def logits(self, views: np.ndarray) -> np.ndarray:
         """Temporally pooled logits (N, K) for (N, T, S, S, 3) uint8 RGB views."""

@@ -89,7 +89,8 @@ def recorded_split(meta: dict[str, Any], source: str) -> tuple[list[Any], list[A
 
     cfg = TrainConfig(data=data.get("data"), csv=data.get("csv"), val=data.get("val"),
                       val_split=float(data.get("val_split", 0.2)), seed=int(data.get("seed", 0)),
-                      modality=str(data.get("modality", "video")))
+                      modality=str(data.get("modality", "video")),
+                      multi_label=bool(meta.get("multi_label")))  # its CSV's "a|b" cells
     try:
         split = load_split(cfg)
     except XmodalError as exc:
@@ -183,7 +184,10 @@ def first_conv(model: Path) -> str:
 
 def _validation(source_meta: dict[str, Any], fp32: Path, int8: Path, meta: dict[str, Any],
                 reporter: Reporter) -> dict[str, Any] | None:
-    """Top-1 of the fp32 and INT8 graphs on the run's validation split (None if it has none)."""
+    """Top-1 of the fp32 and INT8 graphs on the run's validation split (None if it has none,
+    or for a multi-label run, which top-1 does not measure)."""
+    if source_meta.get("multi_label"):
+        return None
     split = recorded_split(source_meta, str(fp32))
     if split is None or not split[1]:
         return None

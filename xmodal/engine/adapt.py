@@ -87,6 +87,9 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
     current, history = Path(run), []
     for k in range(1, rounds + 1):
         predictor = load(str(current), workers=workers)
+        if predictor.thresholds is not None:
+            raise ConfigError(f"{run}: a multi-label run cannot be adapted (pseudo-labels are "
+                              "one class per file)")
         records = list(predictor.predict([str(f) for f in files]))
         chosen = pseudo_labels(records, threshold, predictor.classes)
         if not chosen:

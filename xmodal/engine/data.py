@@ -6,6 +6,8 @@ error, this wrapper turns it into a skip that the training loop can count.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,7 @@ def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> S
     from xmodal.data.samples import read_csv, scan_folder
 
     if cfg.csv is not None:
-        samples, classes = read_csv(cfg.csv, cfg.modality)
+        samples, classes = read_csv(cfg.csv, cfg.modality, multi_label=cfg.multi_label)
     elif cfg.data is not None:
         samples, classes = scan_folder(cfg.data, cfg.modality, warn)
     else:
@@ -54,6 +56,8 @@ def _held_out(cfg: TrainConfig, samples: list[Any], classes: list[str],
             missing = sorted(set(val_classes) - set(classes))
             raise DatasetError(cfg.val, f"validation classes differ from training classes "
                                         f"(not in training: {', '.join(missing) or 'none'})")
+        if cfg.multi_label:  # a folder gives one label per file: a set of one
+            val = [dataclasses.replace(s, label=(s.label,)) for s in val]
         return Split(samples, val, classes)
     if cfg.val_split <= 0:
         return Split(samples, [], classes)
@@ -78,21 +82,25 @@ class SkipBadFiles(Dataset):
             return None, str(self.samples[index].path), exc.reason
 
 
-def collate_skipping(batch: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, list[str]]:
-    """Stack the good clips; hand the failures back as ``"path: reason"`` strings."""
+def collate_skipping(batch: list[tuple[Any, Any, str | None]], num_classes: int | None = None
+                     ) -> tuple[Any, Any, list[str]]:
+    """Stack the good clips and their targets (class indices, or multi-hot rows of
+    ``num_classes`` for multi-label samples); hand the failures back as ``"path: reason"``."""
+    from xmodal.engine.multilabel import targets_tensor
+
     good = [(clip, label) for clip, label, err in batch if err is None]
     bad = [f"{path}: {err}" for clip, path, err in batch if err is not None]
     if not good:
         return None, None, bad
     clips = torch.stack([c for c, _ in good])
-    labels = torch.as_tensor([lbl for _, lbl in good], dtype=torch.long)
-    return clips, labels, bad
+    return clips, targets_tensor([lbl for _, lbl in good], num_classes), bad
 
 
 def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size: int,
                 resize_size: int, generator: torch.Generator | None = None, num_replicas: int = 1,
-                rank: int = 0) -> DataLoader:
-    """One DataLoader whose batches hold only stills or only clips (constant T)."""
+                rank: int = 0, num_classes: int | None = None) -> DataLoader:
+    """One DataLoader whose batches hold only stills or only clips (constant T);
+    ``num_classes`` sizes the multi-hot targets of multi-label samples."""
     from xmodal.data.datasets import ClipDataset, KindBatchSampler
     from xmodal.data.transforms import eval_transform, train_transform
 
@@ -103,15 +111,20 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
     frames = (cfg.train_frames or cfg.frames) if train else cfg.frames
     dataset = ClipDataset(samples, frames, transform, train=train, backend=cfg.video_backend,
                           short_side=None if train else resize_size)
+    weights = None
+    if train and cfg.balance == "sampler":
+        from xmodal.data.balance import sample_weights
+
+        weights = sample_weights([s.label for s in samples], num_classes)
     sampler = KindBatchSampler([s.kind for s in samples], cfg.batch_size, shuffle=train,
                                generator=generator,
                                image_ratio=cfg.image_ratio if train else None, seed=cfg.seed,
-                               num_replicas=num_replicas, rank=rank, pad=train)
+                               num_replicas=num_replicas, rank=rank, pad=train, weights=weights)
     return DataLoader(
         SkipBadFiles(dataset, samples),
         batch_sampler=sampler,
         num_workers=cfg.workers,
-        collate_fn=collate_skipping,
+        collate_fn=functools.partial(collate_skipping, num_classes=num_classes),
         persistent_workers=cfg.workers > 0,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_limit_worker_threads,

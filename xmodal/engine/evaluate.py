@@ -7,6 +7,7 @@ so the two are reported side by side. Mixed data is also reported by kind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from xmodal.engine.calibration import (
+    COVERAGE_SCORES,
+    ECE_BINS,
+    coverage_table,
+    expected_calibration_error,
+    temperature_of,
+    temperature_scaled,
+)
 from xmodal.engine.predict import Predictor
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import DatasetError
@@ -31,6 +40,8 @@ class EvalReport:
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     settings: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # ECE before / after temperature
+    coverage: list[dict[str, Any]] = field(default_factory=list)  # --min-score S: coverage, accuracy
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -66,22 +77,46 @@ def per_class_metrics(matrix: np.ndarray, classes: list[str]) -> dict[str, dict[
     return out
 
 
-def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "mixed",
-                    reporter: Reporter | None = None) -> EvalReport:
-    """Score every file of a class-per-folder dataset; undecodable files are listed, not counted."""
-    from xmodal.data.samples import scan_folder
-    from xmodal.engine import distributed
+@dataclass
+class MultiLabelReport:
+    """``eval`` of a multi-label model: mAP, per-class AP (and precision / recall at the
+    model's thresholds), example-based F1."""
 
+    classes: list[str]
+    files: int
+    failed: list[dict[str, str]]
+    map: float | None
+    example_f1: float
+    per_class: dict[str, dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def evaluate_folder(predictor: Predictor, data: str | Path | None, *, modality: str = "mixed",
+                    reporter: Reporter | None = None, csv: str | Path | None = None
+                    ) -> EvalReport | MultiLabelReport:
+    """Score every file of a class-per-folder dataset (or of a ``path,label`` CSV; ``a|b`` for
+    several labels); undecodable files are listed, not counted.
+
+    Scores are calibrated (each model's temperature); the report gives the ECE before and after,
+    and coverage and accuracy for a range of --min-score values (and ``predictor.min_score``).
+    A multi-label model gets a ``MultiLabelReport``.
+    """
     reporter = reporter or Reporter()
-    # Every rank scans the folder; only the first names the files passed over.
-    warn = reporter.warning if distributed.env_info().is_main else _ignore
-    samples, data_classes = scan_folder(data, modality, warn)
+    samples, data_classes = _labelled_files(predictor, data, csv, modality, reporter)
+    source = csv if csv is not None else data
     classes = predictor.classes
     unknown = sorted(set(data_classes) - set(classes))
     if unknown:
-        raise DatasetError(data, f"class folder(s) the model does not know: {', '.join(unknown[:5])}")
+        raise DatasetError(source, f"class(es) the model does not know: {', '.join(unknown[:5])}")
     remap = [classes.index(c) for c in data_classes]
+    if predictor.thresholds is not None:
+        return _evaluate_multi_label(predictor, samples, remap, source, reporter)
     file_probs, targets, kinds, view_probs, view_targets, failed = [], [], [], [], [], []
+    undo = _uncalibration(predictor)
+    raw_probs = []
     for index, probs, info, error in _score(predictor, [str(s.path) for s in samples], reporter):
         sample = samples[index]
         if probs is None:
@@ -89,23 +124,95 @@ def evaluate_folder(predictor: Predictor, data: str | Path, *, modality: str = "
             continue
         views = np.asarray(probs[:info.get("n_avg", 1)])
         file_probs.append(views.mean(0))
+        if undo is not None:
+            raw_probs.append(temperature_scaled(views, undo).mean(0))
         targets.append(remap[sample.label])
         kinds.append(sample.kind)
         view_probs.extend(views)
         view_targets.extend([remap[sample.label]] * len(views))
     if not file_probs:
-        raise DatasetError(data, f"no file could be decoded ({len(failed)} failed)")
+        raise DatasetError(source, f"no file could be decoded ({len(failed)} failed)")
     P, y = np.stack(file_probs), np.asarray(targets)
     matrix = confusion_matrix(y, P.argmax(1), len(classes))
     kinds_arr = np.asarray(kinds)
     by_kind = {kind: _summary(P[kinds_arr == kind], y[kinds_arr == kind])
                for kind in sorted(set(kinds))}
+    extra = [predictor.min_score] if predictor.min_score is not None else []
     return EvalReport(
         classes=classes, files=len(samples), failed=failed,
         video_level=_summary(P, y), clip_level=_summary(np.stack(view_probs), np.asarray(view_targets)),
         by_kind=by_kind, per_class=per_class_metrics(matrix, classes), confusion=matrix.tolist(),
-        settings={"model": predictor.name, "data": str(data), "clips": predictor.reader.clips,
-                  "crops": predictor.reader.crops, "frames": predictor.reader.frames})
+        settings={"model": predictor.name, "data": str(source), "clips": predictor.reader.clips,
+                  "crops": predictor.reader.crops, "frames": predictor.reader.frames,
+                  "min_score": predictor.min_score},
+        calibration=_calibration(predictor, P, np.stack(raw_probs) if raw_probs else None, y),
+        coverage=coverage_table(P, y, [*COVERAGE_SCORES, *extra]))
+
+
+def _labelled_files(predictor: Predictor, data: str | Path | None, csv: str | Path | None,
+                    modality: str, reporter: Reporter) -> tuple[list[Any], list[str]]:
+    """The samples and their class names, from a class-per-folder dataset or a CSV."""
+    from xmodal.data.samples import read_csv, scan_folder
+    from xmodal.engine import distributed
+
+    multi_label = predictor.thresholds is not None
+    if csv is not None:
+        samples, names = read_csv(csv, modality, multi_label=multi_label)
+    elif data is not None:
+        # Every rank scans the folder; only the first names the files passed over.
+        warn = reporter.warning if distributed.env_info().is_main else _ignore
+        samples, names = scan_folder(data, modality, warn)
+    else:
+        raise DatasetError(None, "nothing to evaluate on: pass --data DIR or --csv FILE")
+    if multi_label and samples and isinstance(samples[0].label, int):
+        samples = [dataclasses.replace(s, label=(s.label,)) for s in samples]
+    return samples, names
+
+
+def _evaluate_multi_label(predictor: Predictor, samples: list[Any], remap: list[int],
+                          source: str | Path | None, reporter: Reporter) -> MultiLabelReport:
+    from xmodal.engine.multilabel import multi_label_metrics
+
+    scores, truth, failed = [], [], []
+    for index, probs, info, error in _score(predictor, [str(s.path) for s in samples], reporter):
+        sample = samples[index]
+        if probs is None:
+            failed.append({"path": str(sample.path), "error": error})
+            continue
+        scores.append(np.asarray(probs[:info.get("n_avg", 1)]).mean(0))
+        row = np.zeros(len(predictor.classes), dtype=bool)
+        row[[remap[k] for k in sample.label]] = True
+        truth.append(row)
+    if not scores:
+        raise DatasetError(source, f"no file could be decoded ({len(failed)} failed)")
+    assert predictor.thresholds is not None
+    metrics = multi_label_metrics(np.stack(scores), np.stack(truth), predictor.classes,
+                                  predictor.thresholds)
+    return MultiLabelReport(classes=predictor.classes, files=len(samples), failed=failed,
+                            map=metrics["map"], example_f1=metrics["example_f1"],
+                            per_class=metrics["per_class"],
+                            settings={"model": predictor.name, "data": str(source),
+                                      "clips": predictor.reader.clips,
+                                      "crops": predictor.reader.crops,
+                                      "frames": predictor.reader.frames})
+
+
+def _uncalibration(predictor: Predictor) -> float | None:
+    """The temperature that undoes the model's (1 / T), so one pass gives the scores before
+    calibration too; None for fused models (each has its own T, and only the mean comes back)."""
+    if len(predictor.models) != 1:
+        return None
+    return 1.0 / temperature_of(predictor.models[0].meta)
+
+
+def _calibration(predictor: Predictor, probs: np.ndarray, raw: np.ndarray | None,
+                 targets: np.ndarray) -> dict[str, Any]:
+    temperatures = [temperature_of(m.meta) for m in predictor.models]
+    return {"temperature": temperatures[0] if len(temperatures) == 1 else temperatures,
+            "ece": round(expected_calibration_error(probs, targets), 5),
+            "ece_uncalibrated": (round(expected_calibration_error(raw, targets), 5)
+                                 if raw is not None else None),
+            "bins": ECE_BINS}
 
 
 def _ignore(message: str) -> None:
@@ -129,14 +236,16 @@ def _summary(probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
             "count": int(len(targets))}
 
 
-def save_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``confusion_matrix.png`` (atomically) into ``out_dir``."""
+def save_report(report: EvalReport | MultiLabelReport, out_dir: str | Path) -> tuple[Path, ...]:
+    """Write ``report.json`` and (single-label) ``confusion_matrix.png`` atomically into ``out_dir``."""
     from xmodal.checkpoint import atomic_write_bytes, atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
     atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2))
+    if isinstance(report, MultiLabelReport):
+        return (json_path,)
     png_path = out_dir / "confusion_matrix.png"
     atomic_write_bytes(png_path, render_confusion(np.asarray(report.confusion), report.classes))
     return json_path, png_path

@@ -41,6 +41,7 @@ class FeatureBank:
     kinds: list[str]
     failed: dict[int, str]
     computed: int  # how many files were encoded now (the rest came from the cache)
+    num_classes: int | None = None  # sizes multi-label targets
 
 
 def encoder_fingerprint(model: nn.Module) -> str:
@@ -83,7 +84,7 @@ def build_bank(model: nn.Module, samples: Sequence[Any], cfg: TrainConfig, *, in
         _encode(model, samples, todo, cfg, input_size, resize_size, device, keys, use_cache,
                 features, failed, reporter, desc)
     return FeatureBank(features, [s.label for s in samples], [s.kind for s in samples], failed,
-                       len(todo))
+                       len(todo), model.num_classes)
 
 
 def _encode(model: nn.Module, samples: Sequence[Any], todo: list[int], cfg: TrainConfig,
@@ -142,19 +143,27 @@ def _one_thread(worker_id: int) -> None:
 
 
 def head_batches(bank: FeatureBank, batch_size: int, *, shuffle: bool, generator: torch.Generator,
-                 seed: int, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """(B, T, D) features and (B,) labels, batches of one kind (constant T), in the order
-    ``KindBatchSampler`` gives epoch ``epoch``; files that failed are left out."""
+                 seed: int, epoch: int, balanced: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    """(B, T, D) features and (B,) labels (multi-hot (B, K) rows for multi-label samples),
+    batches of one kind (constant T), in the order
+    ``KindBatchSampler`` gives epoch ``epoch``; files that failed are left out. ``balanced``:
+    files drawn class-balanced (``--balance sampler``)."""
     from xmodal.data.datasets import KindBatchSampler
+    from xmodal.engine.multilabel import targets_tensor
 
     good = [i for i, f in enumerate(bank.features) if f is not None]
+    weights = None
+    if balanced:
+        from xmodal.data.balance import sample_weights
+
+        weights = sample_weights([bank.labels[i] for i in good], bank.num_classes)
     sampler = KindBatchSampler([bank.kinds[i] for i in good], batch_size, shuffle=shuffle,
-                               generator=generator, seed=seed, pad=False)
+                               generator=generator, seed=seed, pad=False, weights=weights)
     sampler.set_epoch(epoch)
     for batch in sampler:
         rows = [good[k] for k in batch]
         yield (torch.stack([bank.features[i] for i in rows]),
-               torch.as_tensor([bank.labels[i] for i in rows], dtype=torch.long))
+               targets_tensor([bank.labels[i] for i in rows], bank.num_classes))
 
 
 def head_logits(model: nn.Module, features: Tensor) -> Tensor:
@@ -172,10 +181,16 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
     ``LogisticRegression(C=1/l2)`` is, then folded back into the raw feature space. The first
     stage of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
     Underperform Out-of-Distribution"): fine-tuning from a fitted head moves the pretrained
-    features less, which helps on shifted data (photos -> video frames)."""
+    features less, which helps on shifted data (photos -> video frames). Multi-label samples
+    get one binary logistic regression per class (scikit-learn's one-vs-rest), as BCE trains."""
+    from xmodal.engine.multilabel import targets_tensor
+
     rows = [i for i, f in enumerate(bank.features) if f is not None]
     x = torch.stack([bank.features[i].mean(0) for i in rows]).double()
-    y = torch.as_tensor([bank.labels[i] for i in rows])
+    y = targets_tensor([bank.labels[i] for i in rows], model.head.out_features)
+    data_loss = (nn.functional.cross_entropy if y.ndim == 1 else
+                 lambda logits, hot, reduction: nn.functional.binary_cross_entropy_with_logits(
+                     logits, hot.double(), reduction=reduction))
     mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
     z = (x - mean) / std
     classes = model.head.out_features
@@ -186,7 +201,7 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
     def closure() -> Tensor:
         optimizer.zero_grad()
         # scikit-learn's objective divided by the number of samples
-        loss = (nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="sum")
+        loss = (data_loss(z @ weight.T + bias, y, reduction="sum")
                 + 0.5 * l2 * weight.pow(2).sum()) / len(y)
         loss.backward()
         return loss

@@ -117,6 +117,8 @@ class ClipReader:
     crops: int = 1
     window_s: float | None = None
     stride_s: float | None = None
+    segments: str | None = None  # "shots": one view per shot (xmodal.data.shots) instead of windows
+    shot_detector: str = "content"
     arrays: ArrayKind = "torch"
 
     def __call__(self, item: Any) -> tuple[torch.Tensor | np.ndarray, dict[str, Any]]:
@@ -194,9 +196,11 @@ class ClipReader:
                 raise VideoDecodeError(path, "the video has no frames")
             slots = [multi_clip_indices(n, self.frames, k, self.clips) for k in range(self.clips)]
             windows: list[tuple[int, int]] = []
-            if self.window_s:
+            if self.segments == "shots":
+                windows = self._shot_slots(path, source.timeline)
+            elif self.window_s:
                 windows = window_bounds(n, n / span, self.window_s, self.stride_s or self.window_s)
-                slots += [a + multi_clip_indices(b - a, self.frames, 0, 1) for a, b in windows]
+            slots += [a + multi_clip_indices(b - a, self.frames, 0, 1) for a, b in windows]
             timeline = source.timeline
             wanted = [timeline.frames_for_slots(s) for s in slots]
             unique = np.unique(np.concatenate(wanted))
@@ -218,6 +222,17 @@ class ClipReader:
             info["windows"] = [(round(a * seconds, 3), round(b * seconds, 3)) for a, b in windows]
             info["window_sampled_s"] = times[self.clips:]
         return groups, info
+
+    def _shot_slots(self, path: Path, timeline: Any) -> list[tuple[int, int]]:
+        """``[start, end)`` slot ranges of the shots: each shot's first frame, by the time it is
+        shown, starts a range of the slots (equal cells of the span) that TSN samples from."""
+        from xmodal.data.shots import detect_shot_starts, shot_ranges
+
+        starts, _ = detect_shot_starts(path, backend=self.backend, detector=self.shot_detector)
+        n = timeline.num_frames
+        cell = timeline.duration_s / n
+        slots = [int(round(timeline.starts_s[min(s, n - 1)] / cell)) for s in starts]
+        return shot_ranges(slots, n)
 
 
 def _seconds(times: np.ndarray) -> list[float]:

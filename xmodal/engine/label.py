@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from xmodal.engine.inputs import Scan, scan_paths
-from xmodal.engine.output import csv_text, json_line, safe_cell, unsafe_cell
+from xmodal.engine.output import LABEL_SEPARATOR, csv_text, json_line, safe_cell, unsafe_cell
 from xmodal.engine.predict import Predictor
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import ConfigError, DatasetError, InputError
 from xmodal.names import from_bytes, to_bytes
 
 CSV_COLUMNS = ["path", "label", "score", "top", "kind", "frames", "duration_s", "start_s", "end_s",
-               "sampled_s", "model", "error"]
+               "sampled_s", "model", "error", "labels"]
 
 
 @dataclass
@@ -148,7 +148,8 @@ def _csv_rows(record: dict[str, Any]) -> list[list[Any]]:
         times = " ".join(str(t) for t in r.get("sampled_s") or ())
         values = [record["path"], r.get("label", ""), r.get("score", ""), top,
                   record.get("kind", ""), record.get("frames", ""), record.get("duration_s", ""),
-                  start, end, times, record.get("model", ""), record.get("error", "")]
+                  start, end, times, record.get("model", ""), record.get("error", ""),
+                  LABEL_SEPARATOR.join(r.get("labels", []))]
         return [safe_cell("" if v is None else v) for v in values]
 
     return [row(record)] + [row(c, c["start_s"], c["end_s"]) for c in record.get("clips", [])]

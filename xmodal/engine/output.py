@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from xmodal.names import display, escape_surrogates
 
 # A formula start, after any quotes: "'=x" is quoted too, so that unsafe_cell can tell it from "=x".
+LABEL_SEPARATOR = "|"  # between a multi-label record's labels, as in a training CSV's cell
 _NEEDS_QUOTE = re.compile("'*[=+\\-@\t\r]")
 
 
@@ -38,14 +39,15 @@ def json_line(record: dict[str, Any]) -> str:
     return escape_surrogates(json.dumps(record, ensure_ascii=False))
 
 
-def csv_header(top_k: int) -> list[str]:
+def csv_header(top_k: int, *, labels: bool = False) -> list[str]:
+    """``labels``: a multi-label model's column of the classes above their thresholds."""
     cols = ["path", "label", "score"]
     for rank in range(2, top_k + 1):
         cols += [f"label_{rank}", f"score_{rank}"]
-    return cols + ["sampled_s", "error"]
+    return cols + ["sampled_s", "error"] + (["labels"] if labels else [])
 
 
-def csv_row(record: dict[str, Any], top_k: int) -> list[Any]:
+def csv_row(record: dict[str, Any], top_k: int, *, labels: bool = False) -> list[Any]:
     row: list[Any] = [record["path"]]
     top = record.get("top", [])
     for rank in range(top_k):
@@ -55,6 +57,8 @@ def csv_row(record: dict[str, Any], top_k: int) -> list[Any]:
             row += ["", ""]
     row.append(" ".join(str(t) for t in record.get("sampled_s") or ()))
     row.append(record.get("error", ""))
+    if labels:
+        row.append(LABEL_SEPARATOR.join(record.get("labels", [])))
     return [safe_cell(v) for v in row]
 
 
@@ -82,8 +86,13 @@ def table_line(record: dict[str, Any]) -> str:
     if "error" in record:
         return display(f"{record['path']}\tERROR: {record['error']}")
     top = "  ".join(f"{t['label']} ({t['score']:.3f})" for t in record["top"])
+    if "labels" in record:  # a multi-label model: the classes above their thresholds first
+        top = f"[{LABEL_SEPARATOR.join(record['labels'])}]  {top}"
+    elif record["label"] != record["top"][0]["label"]:  # below --min-score
+        top = f"[{record['label']}]  {top}"
     return display(f"{record['path']}\t{top}")
 
 
-def to_csv_text(records: Iterable[dict[str, Any]], top_k: int) -> str:
-    return csv_text([csv_header(top_k)] + [csv_row(r, top_k) for r in records])
+def to_csv_text(records: Iterable[dict[str, Any]], top_k: int, *, labels: bool = False) -> str:
+    return csv_text([csv_header(top_k, labels=labels)] + [csv_row(r, top_k, labels=labels)
+                                                          for r in records])

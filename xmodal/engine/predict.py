@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from xmodal.config import ENGINES
+from xmodal.engine.calibration import apply_min_score, clip_scores
 from xmodal.engine.inputs import ClipReader, scan_paths
+from xmodal.engine.multilabel import labels_above, predictor_thresholds
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
 from xmodal.errors import CheckpointError, ConfigError, ModelError, XmodalError
@@ -224,7 +226,9 @@ class Predictor:
                  workers: int | None = None,
                  top_k: int = 5, precision: str = "auto", clips: int = 1, crops: int = 1,
                  window_s: float | None = None, stride_s: float | None = None,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False) -> None:
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False,
+                 min_score: float | None = None, segments: str | None = None,
+                 shot_detector: str = "content") -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
         self.uses_torch = any(m.engine == "torch" for m in self.models)
@@ -254,6 +258,9 @@ class Predictor:
         self.workers = workers
         self.timeout_s = timeout_s
         self.top_k = max(1, min(top_k, len(self.classes)))
+        self.min_score = min_score
+        self.thresholds = predictor_thresholds(self.models)  # multi-label models only
+        self.reader.segments, self.reader.shot_detector = segments, shot_detector
 
     @property
     def name(self) -> str:
@@ -331,13 +338,16 @@ class Predictor:
         return [p / len(self.models) for p in total]
 
     def _onnx_probs(self, model: Any, groups: Sequence[Any]) -> list[np.ndarray]:
-        """Each group alone, in passes of at most ``batch_frames`` frames (whole views)."""
+        return self._onnx_passes(model.probabilities, groups)
+
+    def _onnx_passes(self, run: Any, groups: Sequence[Any]) -> list[np.ndarray]:
+        """``run`` (an ONNX model's output for (N, T, S, S, 3) views) on each group alone, in
+        passes of at most ``batch_frames`` frames (whole views)."""
         out = []
         for g in groups:
             views = g if isinstance(g, np.ndarray) else _tensor_views_as_array(g)
             step = max(1, self.batch_frames // views.shape[1])
-            out.append(np.concatenate([model.probabilities(views[i:i + step])
-                                       for i in range(0, len(views), step)]))
+            out.append(np.concatenate([run(views[i:i + step]) for i in range(0, len(views), step)]))
         return out
 
     def _torch_probs(self, groups: Sequence[Any]) -> dict[int, list[np.ndarray]]:
@@ -356,7 +366,7 @@ class Predictor:
                 for g in groups:
                     n, t = g.shape[:2]
                     pooled = m.model.pool(logits[start:start + n * t].view(n, t, -1))
-                    probs.append(pooled.softmax(-1).cpu().numpy())
+                    probs.append(clip_scores(pooled, m.meta).cpu().numpy())  # calibrated
                     start += n * t
                 out[k] = probs
             return out
@@ -393,12 +403,20 @@ class Predictor:
         n_avg = info.pop("n_avg", 1)
         windows = info.pop("windows", None)
         window_times = info.pop("window_sampled_s", None) or [None] * len(windows or ())
-        record = {"path": name, **self._top(probs[:n_avg].mean(0)), **info, "model": self.name}
+        record = {"path": name, **self._label(probs[:n_avg].mean(0)), **info, "model": self.name}
         if windows:
-            record["clips"] = [{"start_s": a, "end_s": b, **self._top(p), "sampled_s": t}
+            record["clips"] = [{"start_s": a, "end_s": b, **self._label(p), "sampled_s": t}
                                for (a, b), p, t in zip(windows, probs[n_avg:], window_times,
                                                        strict=True)]
         return record
+
+    def _label(self, probs: Any) -> dict[str, Any]:
+        """``_top``, then ``unknown`` below ``min_score`` (xmodal.engine.calibration) and, for
+        a multi-label model, ``labels``: every class at or above its threshold."""
+        decided = apply_min_score(self._top(probs), self.min_score)
+        if self.thresholds is not None:
+            decided["labels"] = labels_above(probs, self.classes, self.thresholds)
+        return decided
 
     def _top(self, probs: np.ndarray) -> dict[str, Any]:
         # Stable: of two equal scores the first class comes first, whatever the engine.

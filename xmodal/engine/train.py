@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from xmodal.config import TrainConfig, dump_yaml, load_config
 from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader
+from xmodal.engine.multilabel import example_scores
 from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.runtime import autocast, prepare_model, resolve_device, seed_everything, use_bf16
@@ -44,6 +46,7 @@ class FitResult:
     best_epoch: int
     history: list[dict[str, Any]]
     skipped_files: list[str]
+    calibration: dict[str, Any] | None = None  # fitted on the validation split (model.json)
 
 
 def _to_device(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -84,9 +87,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if pending == cfg.accumulate:
             _optimizer_step(model, optimizer, scheduler, cfg)
             pending = 0
-        total_loss += loss.item() * labels.numel()
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += labels.numel()
+        total_loss += loss.item() * len(labels)
+        correct += example_scores(logits.detach(), labels).sum().item()
+        seen += len(labels)
     if pending:
         _optimizer_step(model, optimizer, scheduler, cfg)
     return _reduced(total_loss, correct, seen, skipped)
@@ -127,10 +130,46 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
         clips, labels = _to_device(clips, device), labels.to(device)
         with autocast(device, bf16):
             logits = model(clips).float()
-        total_loss += criterion(logits, labels).item() * labels.numel()
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += labels.numel()
+        total_loss += criterion(logits, labels).item() * len(labels)
+        correct += example_scores(logits, labels).sum().item()
+        seen += len(labels)
     return _reduced(total_loss, correct, seen, skipped)
+
+
+def build_criterion(cfg: TrainConfig, split: Split, device: torch.device) -> nn.Module:
+    """Cross-entropy with label smoothing, or (multi-label) binary cross-entropy on the pooled
+    logits; ``--balance loss`` weights the classes (xmodal.data.balance)."""
+    from xmodal.data.balance import loss_weights, positive_weights
+
+    labels, k = [s.label for s in split.train], len(split.classes)
+    if cfg.multi_label:
+        pos = positive_weights(labels, k) if cfg.balance == "loss" else None
+        return nn.BCEWithLogitsLoss(pos_weight=None if pos is None else
+                                    torch.tensor(pos, dtype=torch.float32, device=device))
+    weight = loss_weights(labels, k) if cfg.balance == "loss" else None
+    return nn.CrossEntropyLoss(weight=None if weight is None else
+                               torch.tensor(weight, dtype=torch.float32, device=device),
+                               label_smoothing=cfg.label_smoothing)
+
+
+@torch.inference_mode()
+def collect_logits(model: nn.Module, loader: DataLoader, device: torch.device, *,
+                   bf16: bool = False, reporter: Reporter | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip logits (N, K) float32 and targets over ``loader``, on the CPU, in loader order
+    (this rank's share under torchrun); files that fail to decode are left out."""
+    reporter = reporter or Reporter()
+    model.eval()
+    logits, targets = [], []
+    for clips, labels, _ in reporter.track(loader, total=len(loader), desc="calibrate"):
+        if clips is None:
+            continue
+        with autocast(device, bf16):
+            logits.append(model(_to_device(clips, device)).float().cpu())
+        targets.append(labels)
+    if not logits:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(targets)
 
 
 def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = False,
@@ -167,9 +206,11 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     model = prepare_model(model, device, compile=cfg.compile)
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
     train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
-                               resize_size=pcfg.resize_size, generator=generator, **shard)
+                               resize_size=pcfg.resize_size, generator=generator,
+                               num_classes=len(split.classes), **shard)
     val_loader = (make_loader(split.val, cfg, train=False, input_size=pcfg.input_size,
-                              resize_size=pcfg.resize_size, **shard) if split.val else None)
+                              resize_size=pcfg.resize_size, num_classes=len(split.classes),
+                              **shard) if split.val else None)
     optimizer = build_optimizer(model, cfg)
     steps = max(1, -(-len(train_loader) // cfg.accumulate))
     if not resume and cfg.epochs * steps < cfg.min_steps:
@@ -178,7 +219,13 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         reporter.info(f"small data set: {cfg.epochs} epochs of {steps} steps, to reach "
                       f"min_steps {cfg.min_steps}")
     scheduler = build_scheduler(optimizer, cfg, steps)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = build_criterion(cfg, split, device)
+    if cfg.balance != "none":
+        from xmodal.data.balance import class_counts
+
+        counts = class_counts([s.label for s in split.train], len(split.classes))
+        reporter.info(f"class balance: {cfg.balance} (training files per class: "
+                      f"{counts.min()} to {counts.max()})")
     mixer = batch_mixer(cfg.mixup, cfg.cutmix, len(split.classes))
     if dist_info.enabled:
         reporter.info(f"distributed: {dist_info.world_size} processes; effective batch size "
@@ -222,10 +269,13 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         if tr.seen == 0:
             raise DatasetError(cfg.data or cfg.csv, "no training file could be decoded "
                                f"({len(state.skipped)} skipped; first: {state.first_skipped()})")
-        record = _epoch_record(epoch, tr, va, optimizer, time.perf_counter() - start)
+        record = _epoch_record(epoch, tr, va, optimizer, time.perf_counter() - start,
+                               metric="f1" if cfg.multi_label else "acc")
         state.history.append(record)
         reporter.info(_format_record(record))
-        score = va.accuracy if va else -tr.loss
+        score: Any = va.accuracy if va else -tr.loss
+        if va and cfg.multi_label:  # example F1 saturates on small splits: the loss breaks ties
+            score = [va.accuracy, -va.loss]
         improved = state.best_score is None or score > state.best_score
         if improved:
             state.best_score, state.best_epoch = score, epoch + 1
@@ -244,8 +294,53 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
 
     if state.skipped:
         reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
-    best_acc = state.best_score if split.val else None
-    return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped))
+    calibration = None
+    if split.val:
+        def val_logits() -> tuple[torch.Tensor, torch.Tensor]:
+            if probe is not None:
+                return probe.val_logits()
+            return collect_logits(model, val_loader, device, bf16=bf16, reporter=reporter)
+
+        calibration = _calibrate(model, run_dir, val_logits, reporter, multi_label=cfg.multi_label)
+    best = state.best_score[0] if isinstance(state.best_score, list) else state.best_score
+    best_acc = best if split.val else None
+    return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped),
+                     calibration)
+
+
+def _calibrate(model: nn.Module, run_dir: Path,
+               val_logits: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+               reporter: Reporter, *, multi_label: bool = False) -> dict[str, Any] | None:
+    """Fit the best model's temperature on the validation split and record it in its
+    model.json (``temperature``, and ``calibration``: NLL and ECE before and after); for a
+    multi-label model, tune its per-class ``thresholds`` instead (and ``threshold_tuning``)."""
+    from xmodal.checkpoint import load_checkpoint, save_checkpoint
+    from xmodal.engine.calibration import calibration_summary
+    from xmodal.engine.multilabel import threshold_summary
+
+    weights, meta = load_checkpoint(run_dir)
+    model.load_state_dict(weights)
+    parts = distributed.gather_objects(val_logits())
+    logits = torch.cat([p[0] for p in parts if len(p[1])] or [torch.zeros(0, 0)])
+    targets = torch.cat([p[1] for p in parts])
+    summary = None
+    if distributed.env_info().is_main and len(targets) and multi_label:
+        summary = threshold_summary(logits, targets)
+        save_checkpoint(model, {**meta, "thresholds": summary["thresholds"],
+                                "threshold_tuning": summary}, run_dir)
+        reporter.info(f"thresholds: tuned per class on {summary['files']} validation files; "
+                      f"example-based F1 {summary['f1_at_0.5']:.3f} at 0.5 -> "
+                      f"{summary['f1_tuned']:.3f}")
+    elif distributed.env_info().is_main and len(targets):
+        summary = calibration_summary(logits, targets)
+        save_checkpoint(model, {**meta, "temperature": summary["temperature"],
+                                "calibration": summary}, run_dir)
+        reporter.info(summary.get("note") or
+                      f"calibration: temperature {summary['temperature']:.3f} on "
+                      f"{summary['files']} validation files; ECE {summary['ece_before']:.3f} -> "
+                      f"{summary['ece_after']:.3f}")
+    distributed.barrier()
+    return summary
 
 
 class _LinearProbe:
@@ -292,7 +387,8 @@ class _LinearProbe:
         model.train()
         total_loss, correct, seen, pending = 0.0, 0, 0, 0
         for feats, labels in features.head_batches(train_bank, cfg.batch_size, shuffle=True,
-                                                   generator=generator, seed=cfg.seed, epoch=epoch):
+                                                   generator=generator, seed=cfg.seed, epoch=epoch,
+                                                   balanced=cfg.balance == "sampler"):
             feats, labels = feats.to(self.device), labels.to(self.device)
             logits = features.head_logits(model, feats)
             loss = criterion(logits, labels)
@@ -301,9 +397,9 @@ class _LinearProbe:
             if pending == cfg.accumulate:
                 _optimizer_step(model, optimizer, scheduler, cfg)
                 pending = 0
-            total_loss += loss.item() * labels.numel()
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += labels.numel()
+            total_loss += loss.item() * len(labels)
+            correct += example_scores(logits.detach(), labels).sum().item()
+            seen += len(labels)
         if pending:
             _optimizer_step(model, optimizer, scheduler, cfg)
         failed = sorted(train_bank.failed.values()) + sorted(val_bank.failed.values() if val_bank else [])
@@ -320,10 +416,24 @@ class _LinearProbe:
                                                    generator=torch.Generator(), seed=0, epoch=0):
             logits = features.head_logits(self.model, feats.to(self.device))
             labels = labels.to(self.device)
-            total_loss += criterion(logits, labels).item() * labels.numel()
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += labels.numel()
+            total_loss += criterion(logits, labels).item() * len(labels)
+            correct += example_scores(logits, labels).sum().item()
+            seen += len(labels)
         return EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, [])
+
+    @torch.inference_mode()
+    def val_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip logits (N, K) and targets of the validation split, from its stored features."""
+        from xmodal.engine import features
+
+        _, bank = self.banks or self._banks()
+        self.model.eval()
+        logits, targets = [], []
+        for feats, labels in features.head_batches(bank, self.cfg.batch_size, shuffle=False,
+                                                   generator=torch.Generator(), seed=0, epoch=0):
+            logits.append(features.head_logits(self.model, feats.to(self.device)).float().cpu())
+            targets.append(labels)
+        return torch.cat(logits), torch.cat(targets)
 
 
 def _fit_head_first(model: nn.Module, split: Split, cfg: TrainConfig, pcfg: Any,
@@ -367,7 +477,7 @@ def _distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:
 @dataclass
 class _TrainingState:
     epoch: int = 0
-    best_score: float | None = None
+    best_score: float | list[float] | None = None  # multi-label: [val F1, -val loss]
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
@@ -393,6 +503,7 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "backbone": cfg.backbone,
         "frames": cfg.frames,
         "pooling": cfg.pooling,
+        "multi_label": cfg.multi_label,
         "dropout": cfg.dropout,
         "modality": cfg.modality,
         "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
@@ -431,19 +542,22 @@ def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def _epoch_record(epoch: int, tr: EpochResult, va: EpochResult | None,
-                  optimizer: torch.optim.Optimizer, seconds: float) -> dict[str, Any]:
+                  optimizer: torch.optim.Optimizer, seconds: float, *,
+                  metric: str = "acc") -> dict[str, Any]:
+    """``metric``: ``acc`` (top-1 accuracy) or ``f1`` (multi-label: example-based F1 at 0.5)."""
     record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(tr.loss, 5),
-                              "train_acc": round(tr.accuracy, 5),
+                              f"train_{metric}": round(tr.accuracy, 5),
                               "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2)}
     if va is not None:
-        record.update(val_loss=round(va.loss, 5), val_acc=round(va.accuracy, 5))
+        record.update({"val_loss": round(va.loss, 5), f"val_{metric}": round(va.accuracy, 5)})
     return record
 
 
 def _format_record(r: dict[str, Any]) -> str:
-    text = f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.3f}"
-    if "val_acc" in r:
-        text += f" | val loss {r['val_loss']:.4f} acc {r['val_acc']:.3f}"
+    metric = "f1" if "train_f1" in r else "acc"
+    text = f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} {metric} {r[f'train_{metric}']:.3f}"
+    if "val_loss" in r:
+        text += f" | val loss {r['val_loss']:.4f} {metric} {r[f'val_{metric}']:.3f}"
     return text + f" | {r['seconds']:.1f}s"
 
 
