@@ -451,12 +451,12 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
 def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, video_backend: str,
           batch_size: int | None, workers: int | None, timeout: float, device: str,
-          compile_model: bool, quiet: bool) -> None:
+          compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
     """Write the pooled clip embedding of every file under PATHS (resumable).
 
-    MODEL is a run directory, a checkpoint or an encoder name (PyTorch), or an ONNX export
-    directory (ONNX Runtime). The embedding is the head's input (the encoder's features)
-    averaged over the sampled frames.
+    MODEL is a run directory, a checkpoint or an encoder name (PyTorch; `--engine onnx` runs a
+    run through its cached ONNX export), or an ONNX export directory (ONNX Runtime). The
+    embedding is the head's input (the encoder's features) averaged over the sampled frames.
 
     \b
     xmodal embed runs/demo samples/ --out embeddings.npy
@@ -465,7 +465,6 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
     from xmodal.engine import distributed
     from xmodal.engine.embed import Embedder, embed_sharded, index_path
     from xmodal.engine.label import find_files
-    from xmodal.engine.predict import load_model  # PyTorch, or ONNX Runtime for an export dir
     from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
@@ -474,7 +473,13 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
                                  param_hint="--out")
     scan = find_files(paths, tuple(globs))
     dist = distributed.init(device, timeout_s=7 * 24 * 3600.0)  # ranks may finish far apart
-    embedder = Embedder(load_model(model), device=distributed.device_for(dist, device),
+    from xmodal.deploy.onnx_model import is_onnx_export
+
+    # auto means PyTorch for a run (its embedding needs no export); export dirs run on ONNX Runtime.
+    if engine == "auto" and not (Path(model).exists() and is_onnx_export(Path(model))):
+        engine = "torch"
+    loaded = _load_models([model], engine, device, compile_model, verify_key)[0]
+    embedder = Embedder(loaded, device=distributed.device_for(dist, device),
                         video_backend=video_backend, batch_size=batch_size,
                         workers=2 if workers is None else workers, window_s=window,
                         stride_s=stride, timeout_s=timeout, compile=compile_model)

@@ -120,6 +120,7 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 def _imports(*args: str) -> dict:
     done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
+    print(done.stderr)  # shown when an assertion fails
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 

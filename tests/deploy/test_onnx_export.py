@@ -79,7 +79,7 @@ def test_graph_passes_the_checker_and_carries_the_metadata(exported: Path) -> No
     dims = frames.type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims][2:] == [224, 224, 3]
     assert all(d.dim_param for d in dims[:2])  # batch and time are dynamic
-    assert [o.name for o in proto.graph.output] == ["probabilities", "logits"]
+    assert [o.name for o in proto.graph.output] == ["probabilities", "logits", "embedding"]
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["classes"]) == ["alpha", "beta", "gamma"]
     stamped = json.loads(props["xmodal"])

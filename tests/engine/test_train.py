@@ -70,7 +70,7 @@ def test_a_temperature_is_fitted_on_the_validation_split_and_scores_use_it(train
     assert cal["nll_after"] <= cal["nll_before"]
     model = load_model(trained_run)
     clip = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    predictor = load(str(trained_run), workers=0)
+    predictor = load(str(trained_run), engine="torch", workers=0)  # views as tensors
     [record] = predictor.predict([clip])
     with torch.inference_mode():
         views, _ = predictor.reader(clip)
