@@ -93,7 +93,7 @@ def _single_process_labels(model: Path, folder: Path, out: Path) -> list[Path]:
 
 def _label_cmd(model: Path, folder: Path, out: Path) -> list[str]:
     return [*TORCHRUN, "-m", "xmodal", "label", str(folder), "--model", str(model), "--out", str(out),
-            "--quiet", "--workers", "0", "--device", "cpu"]
+            "--quiet", "--workers", "0", "--device", "cpu", "--engine", "torch"]  # as the reference
 
 
 def test_sharded_labelling_equals_single_process(three_class_checkpoint: Path, clip_folder: Path,
