@@ -67,9 +67,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     """
     reporter = reporter or Reporter()
     set_train_mode(_unwrap(model), cfg.freeze_bn_stats)
-    total_loss, correct, seen, skipped = 0.0, 0, 0, []
+    skipped: list[str] = []
     optimizer.zero_grad(set_to_none=True)
-    pending = 0
+    steps = _EpochSteps(model, optimizer, scheduler, cfg)
     for clips, labels, bad in reporter.track(loader, total=len(loader), desc=desc):
         skipped.extend(bad)
         if clips is None:
@@ -81,18 +81,38 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             labels = targets.argmax(1)
         with autocast(device, bf16):
             logits = model(clips)
-        loss = criterion(logits.float(), targets)
-        (loss / cfg.accumulate).backward()
-        pending += 1
-        if pending == cfg.accumulate:
-            _optimizer_step(model, optimizer, scheduler, cfg)
-            pending = 0
-        total_loss += loss.item() * len(labels)
-        correct += example_scores(logits.detach(), labels).sum().item()
-        seen += len(labels)
-    if pending:
-        _optimizer_step(model, optimizer, scheduler, cfg)
-    return _reduced(total_loss, correct, seen, skipped)
+        steps.backward(criterion(logits.float(), targets), logits, labels)
+    steps.finish()
+    return _reduced(steps.total_loss, steps.correct, steps.seen, skipped)
+
+
+@dataclass
+class _EpochSteps:
+    """One epoch's backward passes: the optimiser steps every ``cfg.accumulate`` of them (and
+    once more for a remainder); the loss and correct examples are summed for the epoch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    cfg: TrainConfig
+    pending: int = 0
+    total_loss: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+
+    def backward(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        (loss / self.cfg.accumulate).backward()
+        self.pending += 1
+        if self.pending == self.cfg.accumulate:
+            self.finish()
+        self.total_loss += loss.item() * len(labels)
+        self.correct += example_scores(logits.detach(), labels).sum().item()
+        self.seen += len(labels)
+
+    def finish(self) -> None:
+        if self.pending:
+            _optimizer_step(self.model, self.optimizer, self.scheduler, self.cfg)
+            self.pending = 0
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -385,25 +405,17 @@ class _LinearProbe:
         train_bank, val_bank = self.banks or self._banks()
         model, cfg = self.model, self.cfg
         model.train()
-        total_loss, correct, seen, pending = 0.0, 0, 0, 0
+        steps = _EpochSteps(model, optimizer, scheduler, cfg)
         for feats, labels in features.head_batches(train_bank, cfg.batch_size, shuffle=True,
                                                    generator=generator, seed=cfg.seed, epoch=epoch,
                                                    balanced=cfg.balance == "sampler"):
             feats, labels = feats.to(self.device), labels.to(self.device)
             logits = features.head_logits(model, feats)
-            loss = criterion(logits, labels)
-            (loss / cfg.accumulate).backward()
-            pending += 1
-            if pending == cfg.accumulate:
-                _optimizer_step(model, optimizer, scheduler, cfg)
-                pending = 0
-            total_loss += loss.item() * len(labels)
-            correct += example_scores(logits.detach(), labels).sum().item()
-            seen += len(labels)
-        if pending:
-            _optimizer_step(model, optimizer, scheduler, cfg)
+            steps.backward(criterion(logits, labels), logits, labels)
+        steps.finish()
         failed = sorted(train_bank.failed.values()) + sorted(val_bank.failed.values() if val_bank else [])
-        tr = EpochResult(total_loss / max(1, seen), correct / max(1, seen), seen, failed)
+        tr = EpochResult(steps.total_loss / max(1, steps.seen), steps.correct / max(1, steps.seen),
+                         steps.seen, failed)
         return tr, (self._evaluate(val_bank, criterion) if val_bank is not None else None)
 
     @torch.inference_mode()
