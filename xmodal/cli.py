@@ -242,6 +242,21 @@ def _load_models(refs: list[str], engine: str, device: str, compile_model: bool,
                        verify_key=verify_key, reporter=StderrReporter())
 
 
+def _run_sharded(run: Callable[..., Any], worker: Any, scan: Any, out: str, overwrite: bool,
+                 quiet: bool, dist: Any) -> tuple[Any, str]:
+    """``run(worker, files, out, ...)`` on this rank's share (label and embed); the summary and
+    the "ignored" note for the main rank, (None, "") on the others."""
+    from xmodal.engine.reporting import Reporter, TqdmReporter
+
+    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
+    if scan.unsupported and dist.is_main:
+        reporter.warning(unsupported_message(scan.unsupported))
+    summary = run(worker, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
+    if not dist.is_main:
+        return None, ""
+    return summary, f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("path", "error") if "error" in record else ("path", "label", "score", "labels", "top",
                                                         "kind", "frames", "duration_s", "sampled_s")
@@ -404,7 +419,6 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
     from xmodal.engine import distributed
     from xmodal.engine.label import find_files, label_sharded
     from xmodal.engine.predict import Predictor
-    from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
     if segments is not None and window is not None:
@@ -420,13 +434,9 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model,
                           min_score=min_score, segments=segments, shot_detector=shot_detector)
-    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
-    if scan.unsupported and dist.is_main:
-        reporter.warning(unsupported_message(scan.unsupported))
-    summary = label_sharded(predictor, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
-    if not dist.is_main:
+    summary, ignored = _run_sharded(label_sharded, predictor, scan, out, overwrite, quiet, dist)
+    if summary is None:
         return
-    ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
     click.echo(display(f"labelled {summary.done}, skipped {summary.skipped} (already in {out}), "
                        f"failed {summary.failed}{ignored}; wrote {out}"), err=quiet)
     if summary.failed:
@@ -465,7 +475,6 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
     from xmodal.engine import distributed
     from xmodal.engine.embed import Embedder, embed_sharded, index_path
     from xmodal.engine.label import find_files
-    from xmodal.engine.reporting import Reporter, TqdmReporter
 
     _check_window(window, stride)
     if Path(out).suffix.lower() != ".npy":
@@ -483,13 +492,9 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
                         video_backend=video_backend, batch_size=batch_size,
                         workers=2 if workers is None else workers, window_s=window,
                         stride_s=stride, timeout_s=timeout, compile=compile_model)
-    reporter = TqdmReporter(quiet=quiet) if dist.is_main else Reporter()
-    if scan.unsupported and dist.is_main:
-        reporter.warning(unsupported_message(scan.unsupported))
-    summary = embed_sharded(embedder, scan.files, Path(out), overwrite=overwrite, reporter=reporter)
-    if not dist.is_main:
+    summary, ignored = _run_sharded(embed_sharded, embedder, scan, out, overwrite, quiet, dist)
+    if summary is None:
         return
-    ignored = f", ignored {len(scan.unsupported)} of unsupported type" if scan.unsupported else ""
     click.echo(display(f"embedded {summary.done}, skipped {summary.skipped} (already in {out}), "
                        f"failed {summary.failed}{ignored}; wrote {out} ({summary.rows} x "
                        f"{embedder.dim}) and {index_path(Path(out))}"), err=quiet)

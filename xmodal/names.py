@@ -31,7 +31,7 @@ def from_bytes(data: bytes) -> str:
 
 
 def escape_surrogates(text: str) -> str:
-    """Lone surrogates as JSON ``\\uXXXX`` escapes; for JSON text made with ensure_ascii=False."""
+    """Lone surrogates as JSON escapes (``\\udce9``); for JSON text made with ensure_ascii=False."""
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
