@@ -20,9 +20,11 @@ To add a recipe: subclass ``Recipe``, give it ``run`` and ``cost``, register it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,14 +228,38 @@ class Cost:
     fixed_s: float = 0.0  # start-up and the like
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its reaped children (decode workers).
+
+    Steadier than wall time when other work shares the cores; a row's decode workers are
+    counted once the DataLoader has joined them, at the end of each pass.
+    """
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class Recipe(ABC):
-    """One row of the table. ``spec`` is its name as given on the command line."""
+    """One row of the table. ``spec`` is its name as given on the command line.
+
+    A recipe that trains times its training alone (``training()``), apart from scoring the
+    test sets: ``train_seconds`` holds (wall, CPU) seconds of the last run, or None.
+    """
 
     kind: ClassVar[str]
     uses_features: ClassVar[bool] = False
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
+        self.train_seconds: tuple[float, float] | None = None
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """Time the block as this run's training (wall and CPU seconds)."""
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        yield
+        self.train_seconds = (time.perf_counter() - wall, cpu_seconds() - cpu)
 
     @abstractmethod
     def run(self, task: Task) -> dict[str, float]:
@@ -308,17 +334,18 @@ class PlainRecipe(Recipe):
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.opts["lr"],
                                       weight_decay=self.opts["weight_decay"])
         items = task.train_items
-        for _ in range(task.settings.epochs):
-            model.train()
-            for batch in _batches(items, self.opts["batch_size"], generator):
-                clips = torch.stack([task.loader.frames(i) for i in batch])
-                if self.opts["zoom_out"] < 1:
-                    clips = _zoom_out(clips, self.opts["zoom_out"], generator)
-                labels = torch.tensor([i.label for i in batch], device=device)
-                loss = torch.nn.functional.cross_entropy(model(clips), labels)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        with self.training():
+            for _ in range(task.settings.epochs):
+                model.train()
+                for batch in _batches(items, self.opts["batch_size"], generator):
+                    clips = torch.stack([task.loader.frames(i) for i in batch])
+                    if self.opts["zoom_out"] < 1:
+                        clips = _zoom_out(clips, self.opts["zoom_out"], generator)
+                    labels = torch.tensor([i.label for i in batch], device=device)
+                    loss = torch.nn.functional.cross_entropy(model(clips), labels)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
         model.eval()
         return {name: _accuracy(model, test, task.loader) for name, test in task.tests.items()}
 
@@ -467,7 +494,8 @@ class XmodalRecipe(Recipe):
         from xmodal.engine.train import fit
 
         out = task.work / "run"
-        fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
+        with self.training():
+            fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
         predictor = xmodal.load(out, device=task.settings.device)
         scores = {}
         for name, items in task.tests.items():

@@ -201,15 +201,19 @@ class Report:
     results: list[dict[str, Any]] = field(default_factory=list)
     row_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     row_cpu_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    row_train_cpu_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add(self, record: dict[str, Any]) -> None:
         self.results.append(record)
         self.row_seconds[record["recipe"]] += record["seconds"]
         self.row_cpu_seconds[record["recipe"]] += record["cpu_seconds"]
+        if "train_cpu_seconds" in record:
+            self.row_train_cpu_seconds[record["recipe"]] += record["train_cpu_seconds"]
         self.write()
 
     def write(self) -> None:
-        body = {**self.meta, "rows": {k: {"wall_s": round(v, 1), "cpu_s": round(self.row_cpu_seconds[k], 1)}
+        body = {**self.meta, "rows": {k: {"wall_s": round(v, 1), "cpu_s": round(self.row_cpu_seconds[k], 1),
+                                          "train_cpu_s": round(self.row_train_cpu_seconds.get(k, 0.0), 1)}
                                       for k, v in self.row_seconds.items()},
                 "summary": summarise(self.results), "results": self.results}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +235,8 @@ def run_job(job: Job, rows: list[recipes.Recipe], settings: recipes.Settings,
         with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
             work = Path(tmp)
             task = make_task(job, items, tests, train_dir, work, settings, media)
-            start, cpu_start = time.perf_counter(), cpu_seconds()
+            row.train_seconds = None
+            start, cpu_start = time.perf_counter(), recipes.cpu_seconds()
             record = {"dataset": ds.name, "shot": job.shot, "seed": job.seed, "train": job.train,
                       "recipe": row.spec, "n_train": len(items),
                       "n_test": {t: len(v) for t, v in tests.items()}}
@@ -242,25 +247,16 @@ def run_job(job: Job, rows: list[recipes.Recipe], settings: recipes.Settings,
                 if os.environ.get("XMODAL_DEBUG"):
                     traceback.print_exc()
             record["seconds"] = round(time.perf_counter() - start, 1)
-            record["cpu_seconds"] = round(cpu_seconds() - cpu_start, 1)
+            record["cpu_seconds"] = round(recipes.cpu_seconds() - cpu_start, 1)
+            if row.train_seconds is not None:  # training alone, without scoring the test sets
+                record["train_seconds"] = round(row.train_seconds[0], 1)
+                record["train_cpu_seconds"] = round(row.train_seconds[1], 1)
         media.save()
         report.add(record)
         scores = record.get("accuracy") or {}
         shown = " ".join(f"{t} {a:.3f}" for t, a in scores.items()) or f"FAILED: {record['error']}"
         print(f"[{counter[0]}/{total}] {job.name} | {row.spec}: {shown} ({record['seconds']:.0f} s)",
               flush=True)
-
-
-def cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and its reaped children (decode workers).
-
-    Steadier than wall time when other work shares the cores; a row's decode workers are
-    counted once the DataLoader has joined them, at the end of each pass.
-    """
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -281,7 +277,8 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def tables(summary: list[dict[str, Any]], rows: list[str], row_seconds: dict[str, float],
-           blocks: list[tuple[str, int, str]], row_cpu_seconds: dict[str, float] | None = None) -> str:
+           blocks: list[tuple[str, int, str]], row_cpu_seconds: dict[str, float] | None = None,
+           row_train_cpu_seconds: dict[str, float] | None = None) -> str:
     """One Markdown table per dataset x shot: recipes down, directions across, mean +- std."""
     cells = {(s["recipe"], s["dataset"], s["shot"], s["train"], s["test"]): s for s in summary}
     columns = [c for c in COLUMNS if any(k[3:] == c for k in cells)]
@@ -297,10 +294,10 @@ def tables(summary: list[dict[str, Any]], rows: list[str], row_seconds: dict[str
                 values.append("n/a" if s is None else
                               f"{s['mean']:.3f} ± {s['std']:.3f}" if s["seeds"] > 1 else f"{s['mean']:.3f}")
             out.append(f"| {row} | " + " | ".join(values) + " |")
-    cpu = row_cpu_seconds or {}
-    out += ["", "| recipe | wall time | CPU time |", "|---|---|---|"]
-    out += [f"| {row} | {row_seconds.get(row, 0.0) / 60:.1f} min | {cpu.get(row, 0.0) / 60:.1f} min |"
-            for row in rows]
+    cpu, train_cpu = row_cpu_seconds or {}, row_train_cpu_seconds or {}
+    out += ["", "| recipe | wall time | CPU time | of which training, CPU |", "|---|---|---|---|"]
+    out += [f"| {row} | {row_seconds.get(row, 0.0) / 60:.1f} min | {cpu.get(row, 0.0) / 60:.1f} min | "
+            + (f"{train_cpu[row] / 60:.1f} min |" if row in train_cpu else "n/a |") for row in rows]
     return "\n".join(out)
 
 
@@ -515,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                f"stills, {p.test_clips * len(p.dataset.classes)} clips; "
                f"chance {1 / len(p.dataset.classes):.2f}") for p in plans for shot in p.shots]
     print(tables(summarise(report.results), [r.spec for r in rows], report.row_seconds, blocks,
-                 report.row_cpu_seconds))
+                 report.row_cpu_seconds, report.row_train_cpu_seconds))
     print(f"\n{meta['command']}\n{meta['date']}, commit {meta['git_commit']}, "
           f"{report.meta['wall_s'] / 60:.1f} min (estimate {cost['total'] / 60:.0f}); results: {args.out}")
     failed = [r for r in report.results if "error" in r]

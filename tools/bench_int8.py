@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """INT8 against fp32 on real test sets: does `xmodal export --int8` cost accuracy?
 
-For each dataset (scikit-learn's digits, scikit-image's LFW faces vs non-faces; both ship inside
-their packages, see tools/bench_transfer.py), one run is fine-tuned with xmodal (pretrained
-EfficientNet-Lite0, full fine-tune, a 20% validation split), exported to ONNX in fp32 and in
-INT8 (calibrated on the run's own training split, as `xmodal export --int8` does), and the
-held-out test images are scored by PyTorch, ONNX Runtime fp32 and ONNX Runtime INT8:
+For each dataset of the accuracy suite (tools/_bench_datasets.py: Fashion-MNIST, scikit-learn's
+digits, scikit-image's LFW faces vs non-faces; fixed train and test pools), one run is trained
+with `xmodal train`'s defaults on SHOT photos per class (stills; 20% validation split), exported
+to ONNX in fp32 and in INT8 (calibrated on the run's own training split, as `xmodal export
+--int8` does), and the fixed held-out test photos are scored by PyTorch, ONNX Runtime fp32 and
+ONNX Runtime INT8:
 
-    python tools/bench_int8.py                      # digits and lfw, 112 px, 5 epochs
-    python tools/bench_int8.py --datasets digits --epochs 3
+    python tools/bench_int8.py                               # the three datasets, 30 shots, 224 px
+    python tools/bench_int8.py --datasets digits --input-size 112
 """
 
 from __future__ import annotations
@@ -22,18 +23,33 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench_datasets as datasets  # noqa: E402
 from _bench_media import header, note_start, table  # noqa: E402
-from bench_transfer import load_dataset, write_split  # noqa: E402
+
+
+def write_split(root: Path, ds: datasets.BenchDataset, shot: int, test_per_class: int,
+                seed: int) -> tuple[Path, Path]:
+    """Class folders of PNGs: ``shot`` training photos per class (the suite's draw for ``seed``)
+    and the first ``test_per_class`` of each class's fixed test pool."""
+    from PIL import Image
+
+    parts = {"train": ds.train_indices(shot, seed), "test": ds.test_indices(test_per_class)}
+    for part, picked in parts.items():
+        for c, indices in picked.items():
+            folder = root / part / ds.classes[c]
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in indices:
+                Image.fromarray(ds.images[i]).convert("RGB").save(folder / f"{i:05d}.png")
+    return root / "train", root / "test"
 
 
 def train(train_dir: Path, out: Path, args: argparse.Namespace) -> float:
+    """``xmodal train --modality image`` with its defaults (only the frame size may be set)."""
     from xmodal.config import load_config
     from xmodal.engine.train import fit
 
-    cfg = load_config(None, data=str(train_dir), modality="image", backbone="efficientnet_lite0",
-                      weights="imagenet", finetune="full", epochs=args.epochs, lr=args.lr,
-                      batch_size=16, val_split=0.2, seed=args.seed, out=str(out), workers=0,
-                      warmup_epochs=0.5, augment="light", input_size=args.input_size)
+    cfg = load_config(None, data=str(train_dir), modality="image", seed=args.seed, out=str(out),
+                      input_size=args.input_size)
     start = time.perf_counter()
     fit(cfg)
     return time.perf_counter() - start
@@ -56,14 +72,12 @@ def scores(model_ref: Path, test_dir: Path, engine: str) -> tuple[np.ndarray, np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["digits", "lfw"], choices=["digits", "lfw"])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--input-size", type=int, default=112)
-    parser.add_argument("--train-per-class", type=int, default=None,
-                        help="[digits 50, lfw 50]")
-    parser.add_argument("--test-per-class", type=int, default=40)
+    parser.add_argument("--datasets", nargs="+", default=list(datasets.DATASETS), choices=datasets.DATASETS)
+    parser.add_argument("--shot", type=int, default=30, help="training photos per class [30]")
+    parser.add_argument("--test-per-class", type=int, default=50, help="test photos per class [50]")
+    parser.add_argument("--input-size", type=int, default=None, help="frame size [the encoder's: 224]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=datasets.default_cache())
     args = parser.parse_args()
     started = note_start()
 
@@ -71,11 +85,9 @@ def main() -> None:
 
     rows, notes = [], []
     for name in args.datasets:
-        images, labels, classes = load_dataset(name)
-        per_class = args.train_per_class or 50
+        ds = datasets.load(name, args.cache)
         with tempfile.TemporaryDirectory(prefix="xmodal-int8-") as tmp:
-            train_dir, test_dir = write_split(Path(tmp), images, labels, classes, per_class,
-                                              args.test_per_class, args.seed)
+            train_dir, test_dir = write_split(Path(tmp), ds, args.shot, args.test_per_class, args.seed)
             run = Path(tmp) / "run"
             print(f"  {name}: training ...", flush=True)
             train_s = train(train_dir, run, args)
@@ -90,15 +102,16 @@ def main() -> None:
                 preds[label], truth = scores(ref, test_dir, engine)
             acc = {k: float((p == truth).mean()) for k, p in preds.items()}
             agree = float((preds["ONNX int8"] == preds["ONNX fp32"]).mean())
-            rows.append([f"{name} ({len(classes)} classes, {len(truth)} test images)",
+            rows.append([f"{name} ({len(ds.classes)} classes, {len(truth)} test photos)",
                          acc["PyTorch"], acc["ONNX fp32"], acc["ONNX int8"],
                          f"{100 * (acc['ONNX int8'] - acc['ONNX fp32']):+.1f}", f"{agree:.1%}",
                          f"{train_s:.0f}"])
     print()
-    print(header("INT8 vs fp32 top-1 on held-out test images (higher is better)", started))
-    print(f"EfficientNet-Lite0 fine-tuned (full) by xmodal at {args.input_size} px, {args.epochs} "
-          f"epochs, seed {args.seed}, 20% validation split; INT8: static QDQ, per-channel weights, "
-          "calibrated on the run's training split.\n")
+    print(header("INT8 vs fp32 top-1 on held-out test photos (higher is better)", started))
+    print(f"EfficientNet-Lite0 trained by `xmodal train --modality image` with its defaults on "
+          f"{args.shot} photos per class (seed {args.seed}, 20% validation split)"
+          f"{f' at {args.input_size} px' if args.input_size else ''}; INT8: static QDQ, per-channel "
+          "weights, calibrated on the run's training split.\n")
     print(table(["dataset", "PyTorch", "ONNX fp32", "ONNX int8", "int8 - fp32, points",
                  "same label int8/fp32", "train s"], rows))
     print()
