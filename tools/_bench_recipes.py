@@ -12,7 +12,10 @@ and returns the accuracy on each test set. Rows are named by a spec string:
   over T frames), then scikit-learn's LogisticRegression (standardised features) or k-NN (cosine);
 * ``xmodal-defaults``: xmodal's own training with no options (``fit`` as ``xmodal train`` calls
   it), scored with ``xmodal.load(run).predict(files)`` as ``xmodal predict`` does;
-* ``xmodal:KEY=VALUE,...``: the same with TrainConfig overrides (see configs/default.yaml).
+* ``xmodal:KEY=VALUE,...``: the same with TrainConfig overrides (see configs/default.yaml);
+* ``xmodal-adapt[:rounds=..,threshold=..,KEY=VALUE,...]``: the defaults (or with overrides, as
+  ``xmodal:``), then ``xmodal adapt`` (self-training) on the same training images in the other
+  modality, unlabelled (stills -> their clips).
 
 The bench-wide settings (input size, T, epochs) apply to every row, xmodal's included.
 To add a recipe: subclass ``Recipe``, give it ``run`` and ``cost``, register it in ``RECIPES``.
@@ -85,6 +88,10 @@ class Task:
     work: Path
     settings: Settings
     media: MediaLoader | None  # None only while estimating
+    # The same training images in the other modality (stills -> their clips, clips -> their
+    # stills; none for mixed), for recipes that adapt to unlabelled target-domain files.
+    unlabeled: list[Item] = dataclasses.field(default_factory=list)
+    unlabeled_dir: Path | None = None  # a flat folder of them, without class names
 
     @property
     def loader(self) -> MediaLoader:
@@ -243,12 +250,15 @@ def cpu_seconds() -> float:
 class Recipe(ABC):
     """One row of the table. ``spec`` is its name as given on the command line.
 
+    ``uses_unlabeled``: the bench gives the task its unlabelled set (``Task.unlabeled``).
+
     A recipe that trains times its training alone (``training()``), apart from scoring the
     test sets: ``train_seconds`` holds (wall, CPU) seconds of the last run, or None.
     """
 
     kind: ClassVar[str]
     uses_features: ClassVar[bool] = False
+    uses_unlabeled: ClassVar[bool] = False
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -496,13 +506,66 @@ class XmodalRecipe(Recipe):
         out = task.work / "run"
         with self.training():
             fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
-        predictor = xmodal.load(out, device=task.settings.device)
-        scores = {}
-        for name, items in task.tests.items():
-            records = predictor.predict([str(i.path) for i in items])
-            truth = [task.classes[i.label] for i in items]
-            scores[name] = float(np.mean([r.get("label") == t for r, t in zip(records, truth, strict=True)]))
-        return scores
+        return _scores(xmodal.load(out, device=task.settings.device), task)
+
+
+def _scores(predictor: Any, task: Task) -> dict[str, float]:
+    """Top-1 of ``predictor`` (``xmodal.load``) on each test set, as ``xmodal predict`` labels."""
+    scores = {}
+    for name, items in task.tests.items():
+        records = predictor.predict([str(i.path) for i in items])
+        truth = [task.classes[i.label] for i in items]
+        scores[name] = float(np.mean([r.get("label") == t for r, t in zip(records, truth, strict=True)]))
+    return scores
+
+
+class AdaptRecipe(XmodalRecipe):
+    """xmodal's defaults, then ``xmodal adapt`` (self-training) on the task's unlabelled set: the
+    same training images in the other modality, never the test files. Mixed training has no
+    other modality to adapt to, so there the row is the defaults' run."""
+
+    kind = "xmodal-adapt"
+    uses_unlabeled = True
+    OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7}
+
+    def __init__(self, spec: str) -> None:
+        Recipe.__init__(self, spec)
+        values = parse_assignments(spec.partition(":")[2], spec)
+        self.opts = {**self.OPTIONS, **{k: values.pop(k) for k in self.OPTIONS if k in values}}
+        self.overrides = values  # the first training's TrainConfig overrides, as xmodal:...
+        fixed = sorted(set(self.overrides) & set(self.BENCH_KEYS))
+        if fixed:
+            raise RecipeError(f"{spec}: {', '.join(fixed)} are set by the bench, not by a recipe")
+        if (not isinstance(self.opts["rounds"], int) or self.opts["rounds"] < 1
+                or not 0 < self.opts["threshold"] < 1):
+            raise RecipeError(f"{spec}: rounds must be an integer >= 1 and threshold in (0, 1)")
+        self.config(Settings(), Path("."), "stills", Path("."), 0)  # unknown keys, bad values: fail now
+
+    def cost(self, task: Task) -> Cost:
+        base = super().cost(task)
+        if not task.unlabeled:
+            return base
+        t = task.settings.frames
+        predicted = sum(1 if i.kind == "still" else t for i in task.unlabeled)
+        extra = sum(1 if i.kind == "still" else t for i in task.train_items + task.unlabeled)
+        rounds = self.opts["rounds"]
+        return Cost(base.train_frames + rounds * extra * task.settings.epochs,
+                    base.infer_frames + rounds * predicted, base.fixed_s * (1 + rounds))
+
+    def run(self, task: Task) -> dict[str, float]:
+        import xmodal
+        from xmodal.engine.adapt import adapt
+        from xmodal.engine.train import fit
+
+        out = task.work / "run"
+        with self.training():
+            fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
+            if task.unlabeled_dir is not None:
+                adapted = task.work / "adapted"
+                adapt(out, [str(task.unlabeled_dir)], adapted, rounds=self.opts["rounds"],
+                      threshold=self.opts["threshold"])
+                out = adapted
+        return _scores(xmodal.load(out, device=task.settings.device), task)
 
 
 RECIPES: dict[str, type[Recipe]] = {
@@ -511,6 +574,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "probe-knn": KnnProbe,
     "xmodal-defaults": XmodalRecipe,
     "xmodal": XmodalRecipe,
+    "xmodal-adapt": AdaptRecipe,
 }
 DEFAULT_RECIPES = ("plain", "probe-logreg", "probe-knn", "xmodal-defaults")
 

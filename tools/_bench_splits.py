@@ -89,13 +89,16 @@ def _write_still(image: np.ndarray, path: Path) -> None:
     tmp.replace(path)
 
 
-def link_split(folder: Path, items: Sequence[Item], classes: Sequence[str]) -> list[Item]:
-    """A fresh ``folder/<class>/<file>`` tree of hard links to the items' files; the items, relocated."""
+def link_split(folder: Path, items: Sequence[Item], classes: Sequence[str] | None) -> list[Item]:
+    """A fresh ``folder/<class>/<file>`` tree of hard links to the items' files; the items, relocated.
+
+    ``classes`` None: one flat folder with no class names (an unlabelled set)."""
     if folder.exists():
         shutil.rmtree(folder)
     out = []
     for item in items:
-        target = folder / classes[item.label] / f"{item.kind}_{item.path.name}"
+        name = f"{item.kind}_{item.path.name}"
+        target = folder / name if classes is None else folder / classes[item.label] / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(item.path, target)

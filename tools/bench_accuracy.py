@@ -98,6 +98,7 @@ class Job:
     train: str
     tests: tuple[str, ...]
     items: list[recipes.Item] = field(default_factory=list)
+    unlabeled: list[recipes.Item] = field(default_factory=list)  # see recipes.Task.unlabeled
 
     @property
     def name(self) -> str:
@@ -114,7 +115,13 @@ def train_items(plan: DatasetPlan, shot: int, seed: int, train: str) -> list[rec
     return out
 
 
-def make_jobs(plans: list[DatasetPlan], seeds: list[int], directions: list[str]) -> list[Job]:
+OTHER_MODALITY = {"stills": "clips", "clips": "stills"}
+
+
+def make_jobs(plans: list[DatasetPlan], seeds: list[int], directions: list[str], *,
+              unlabeled: bool = False) -> list[Job]:
+    """One job per dataset x shot x seed x training kind; ``unlabeled``: give each stills (clips)
+    job the clips (stills) of its own training images as an unlabelled set."""
     wanted: dict[str, set[str]] = defaultdict(set)
     for d in directions:
         train, tests = DIRECTIONS[d]
@@ -126,8 +133,10 @@ def make_jobs(plans: list[DatasetPlan], seeds: list[int], directions: list[str])
                 for train in TRAINS:
                     if train in wanted:
                         tests = tuple(t for t in TESTS if t in wanted[train])
+                        other = OTHER_MODALITY.get(train) if unlabeled else None
                         jobs.append(Job(plan, shot, seed, train, tests,
-                                        train_items(plan, shot, seed, train)))
+                                        train_items(plan, shot, seed, train),
+                                        train_items(plan, shot, seed, other) if other else []))
     return jobs
 
 
@@ -157,6 +166,7 @@ def estimate(jobs: list[Job], rows: list[recipes.Recipe], settings: recipes.Sett
     for job in jobs:
         task = make_task(job, job.items, {t: job.plan.test_items()[t] for t in job.tests},
                          Path("."), Path("."), settings, None)
+        task.unlabeled = job.unlabeled
         for row in rows:
             cost = row.cost(task)
             parts["training"] += cost.train_frames / fps[0]
@@ -178,7 +188,8 @@ def needed_media(plan: DatasetPlan, jobs: list[Job]) -> tuple[set[int], set[int]
     stills: set[int] = set()
     clip_ids: set[int] = set()
     tests = {t for j in jobs for t in j.tests}
-    items = [i for j in jobs for i in j.items] + [i for t in tests for i in plan.test_items()[t]]
+    items = ([i for j in jobs for i in j.items + j.unlabeled]
+             + [i for t in tests for i in plan.test_items()[t]])
     for item in items:
         (stills if item.kind == "still" else clip_ids).add(int(item.key.split("/")[1]))
     return stills, clip_ids
@@ -230,11 +241,16 @@ def run_job(job: Job, rows: list[recipes.Recipe], settings: recipes.Settings,
     train_dir = splits / f"train-{job.train}-shot{job.shot}-seed{job.seed}"
     items = link_split(train_dir, job.items, ds.classes)
     tests = {t: job.plan.test_items()[t] for t in job.tests}
+    unlabeled_dir = None
+    if job.unlabeled:  # flat, no class names: what a user's folder of unlabelled files is
+        unlabeled_dir = splits / f"unlabeled-{OTHER_MODALITY[job.train]}-shot{job.shot}-seed{job.seed}"
+        link_split(unlabeled_dir, job.unlabeled, None)
     for row in rows:
         counter[0] += 1
         with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
             work = Path(tmp)
             task = make_task(job, items, tests, train_dir, work, settings, media)
+            task.unlabeled, task.unlabeled_dir = job.unlabeled, unlabeled_dir
             row.train_seconds = None
             start, cpu_start = time.perf_counter(), recipes.cpu_seconds()
             record = {"dataset": ds.name, "shot": job.shot, "seed": job.seed, "train": job.train,
@@ -458,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_accuracy: error: {exc}", file=sys.stderr)
         return 2
-    jobs = make_jobs(plans, seeds, directions)
+    jobs = make_jobs(plans, seeds, directions, unlabeled=any(r.uses_unlabeled for r in rows))
     total = len(jobs) * len(rows)
     cost = estimate(jobs, rows, settings, fps, args.workers)
     print(f"plan: {len(plans)} dataset(s) ({', '.join(p.dataset.name for p in plans)}), seeds "

@@ -89,6 +89,36 @@ def test_mixed_training_sets_are_half_stills_half_clips(tmp_path: Path) -> None:
         i.key.split("/")[1] for i in bench.train_items(plans[0], 10, 0, "stills")}
 
 
+def test_adapt_jobs_get_their_own_images_in_the_other_modality_never_test_files(tmp_path: Path) -> None:
+    args = bench.parse_args(["--datasets", "lfw", "--shots", "10", "--recipes", "xmodal-adapt:rounds=1",
+                             "--directions", "stills-clips,clips-stills,mixed-both",
+                             "--cache", str(tmp_path)])
+    plans, seeds, directions, rows, settings = bench.resolve(args)
+    assert rows[0].opts == {"rounds": 1, "threshold": 0.7} and rows[0].uses_unlabeled
+    jobs = {j.train: j for j in bench.make_jobs(plans, seeds, directions, unlabeled=True)}
+    def image(item: recipes.Item) -> str:  # keys are "<kind>/<image index>"
+        return item.key.split("/")[1]
+
+    tests = {image(i) for t in ("stills", "clips") for i in plans[0].test_items()[t]}
+    for train, other in (("stills", "clip"), ("clips", "still")):
+        job = jobs[train]
+        assert {i.kind for i in job.unlabeled} == {other}
+        assert sorted(map(image, job.unlabeled)) == sorted(map(image, job.items))
+        assert not tests & set(map(image, job.unlabeled))
+    assert jobs["mixed"].unlabeled == []
+    assert all(j.unlabeled == [] for j in bench.make_jobs(plans, seeds, directions))
+    # The estimate counts the adapt rounds: more than the defaults' run on the same task.
+    plain_rows = [recipes.parse_recipe("xmodal-defaults")]
+    stills_job = bench.make_jobs(plans, seeds, ["stills-clips"], unlabeled=True)
+    assert (bench.estimate(stills_job, rows, settings, (100.0, 400.0), 1)["training"]
+            > bench.estimate(stills_job, plain_rows, settings, (100.0, 400.0), 1)["training"])
+    assert recipes.parse_recipe("xmodal-adapt:min_steps=0,rounds=3").overrides == {"min_steps": 0}
+    for bad in ("xmodal-adapt:rounds=0", "xmodal-adapt:threshold=1.5", "xmodal-adapt:learning_rate=1",
+                "xmodal-adapt:seed=1"):
+        with pytest.raises(recipes.RecipeError):
+            recipes.parse_recipe(bad)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--recipes", "plain,nope"], "unknown recipe 'nope'"),
     (["--recipes", "xmodal:nonsense=1"], "unknown config key"),
@@ -107,13 +137,15 @@ def test_bad_options_give_one_line_and_exit_2(argv: list[str], message: str, tmp
 
 @pytest.mark.slow
 def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> None:
-    """Digits, 2 images per class, 1 epoch, 48 px, T=2: plain and xmodal (its defaults but
-    min_steps, which would stretch 2 steps an epoch to 200), real files."""
+    """Digits, 2 images per class, 1 epoch, 48 px, T=2: plain, xmodal (its defaults but
+    min_steps, which would stretch 2 steps an epoch to 200) and the same + one adapt round on
+    the training images' clips, real files."""
     out = tmp_path / "result.json"
     command = [sys.executable, str(ROOT / "tools" / "bench_accuracy.py"), "--datasets", "digits",
                "--shots", "2", "--seeds", "0", "--epochs", "1", "--input-size", "48", "--frames", "2",
                "--test-stills", "2", "--test-clips", "1", "--directions", "stills-clips,mixed-both",
-               "--recipes", "plain,xmodal:min_steps=0", "--cache", str(tmp_path / "cache"), "--out", str(out),
+               "--recipes", "plain,xmodal:min_steps=0,xmodal-adapt:min_steps=0,rounds=1,threshold=0.1",
+               "--cache", str(tmp_path / "cache"), "--out", str(out),
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -130,10 +162,16 @@ def test_tiny_run_end_to_end_writes_the_table_and_the_json(tmp_path: Path) -> No
     assert {"command", "date", "git_commit", "settings", "datasets", "rows", "summary", "results",
             "wall_s", "estimate_s"} <= set(report)
     assert "bench_accuracy.py" in report["command"]
-    assert set(report["rows"]) == {"plain", "xmodal:min_steps=0"}
+    adapt = "xmodal-adapt:min_steps=0,rounds=1,threshold=0.1"
+    assert set(report["rows"]) == {"plain", "xmodal:min_steps=0", adapt}
     assert all(row["cpu_s"] > row["train_cpu_s"] > 0 for row in report["rows"].values())
     runs = {(r["recipe"], r["train"]): r for r in report["results"]}
-    assert set(runs) == {(r, t) for r in ("plain", "xmodal:min_steps=0") for t in ("stills", "mixed")}
+    assert set(runs) == {(r, t) for r in ("plain", "xmodal:min_steps=0", adapt) for t in ("stills", "mixed")}
+    # Adapting costs a second training (on the training stills + their pseudo-labelled clips).
+    adapted, base = runs[adapt, "stills"], runs["xmodal:min_steps=0", "stills"]
+    assert adapted["train_cpu_seconds"] > base["train_cpu_seconds"]
+    unlabeled = next((tmp_path / "cache" / "splits").iterdir()) / "unlabeled-clips-shot2-seed0"
+    assert sorted(p.suffix for p in unlabeled.iterdir()) == [".mp4"] * 20  # flat: no class folders
     for run in runs.values():
         assert "error" not in run, run
         assert set(run["accuracy"]) == ({"clips"} if run["train"] == "stills" else {"stills", "clips"})
