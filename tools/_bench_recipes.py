@@ -492,12 +492,15 @@ class XmodalRecipe(Recipe):
 
     def cost(self, task: Task) -> Cost:
         cfg = self.config(task.settings, task.train_dir, task.train, task.work, task.seed)
-        t = cfg.frames
+        t, t_train = cfg.frames, cfg.clip_frames_for_training
         frames = sum(1 if i.kind == "still" else t for i in task.train_items)
+        trained = sum(1 if i.kind == "still" else t_train for i in task.train_items)
         val = cfg.val_split if cfg.val is None else 0.0
         tests = sum(len(v) if name == "stills" else len(v) * t for name, v in task.tests.items())
-        return Cost(round(frames * (1 - val) * cfg.epochs),
-                    round(frames * val * cfg.epochs) + tests, 8.0)
+        steps = max(1, -(-round(len(task.train_items) * (1 - val)) // cfg.batch_size))
+        epochs = max(cfg.epochs, -(-cfg.min_steps // steps))  # min_steps adds epochs on small sets
+        return Cost(round(trained * (1 - val) * epochs),
+                    round(frames * val * epochs) + tests, 8.0)
 
     def run(self, task: Task) -> dict[str, float]:
         import xmodal

@@ -85,7 +85,8 @@ _min_score_option = click.option(
 @click.option("--weights", help="imagenet | none | PATH to a local state dict. [imagenet]")
 @click.option("--frames", type=int, help="Frames (TSN segments) per video clip. [8]")
 @click.option("--train-frames", type=int,
-              help="Frames per training clip (fewer than --frames trains faster). [= frames]")
+              help="Frames per training clip (TSN trains on 3 segments; inference keeps "
+                   "--frames). [min(3, frames)]")
 @click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
 @click.option("--train-size", type=int, help="Training crop size in px. [= input size]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")

@@ -23,6 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BALANCE_MODES = ("none", "sampler", "loss")  # xmodal.data.balance
 SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.data.shots)
 ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
+TSN_TRAIN_SEGMENTS = 3  # default T of training clips (see TrainConfig.clip_frames_for_training)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class TrainConfig:
     val_split: float = 0.2
     pseudo_csv: str | None = None  # extra training rows (self-training), never validated on
     frames: int = 8
-    train_frames: int | None = None  # T of training clips (TSN: fewer than at test); None = frames
+    train_frames: int | None = None  # T of training clips; None = min(3, frames): TSN's 3 segments
     video_backend: str = "auto"
     workers: int = 2
     # model
@@ -81,6 +82,13 @@ class TrainConfig:
     device: str = "auto"
     out: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clip_frames_for_training(self) -> int:
+        """T of a training clip: ``train_frames``, or TSN's 3 segments (Wang et al., 2016,
+        "Temporal Segment Networks": trained with 3, tested with 25), never more than ``frames``;
+        inference keeps ``frames``."""
+        return self.train_frames if self.train_frames is not None else min(TSN_TRAIN_SEGMENTS, self.frames)
 
     def validate(self) -> TrainConfig:
         """Reject impossible values early, with the option's name in the message."""

@@ -180,6 +180,28 @@ def test_compile_trains_and_saves_the_same_keys(tiny_dataset: Path, tmp_path: Pa
     assert all(torch.allclose(weights_c[k].float(), weights_p[k].float(), atol=1e-4) for k in weights_p)
 
 
+@pytest.mark.parametrize("frames, train_frames, expected", [
+    (8, None, 3),  # the default: TSN's 3 segments
+    (2, None, 2),  # never more than inference's frames
+    (1, None, 1),
+    (8, 8, 8),  # as asked
+    (4, 6, 6),
+])
+def test_training_clips_default_to_tsn_three_segments(tiny_dataset: Path, tmp_path: Path, frames: int,
+                                                      train_frames: int | None, expected: int) -> None:
+    from xmodal.data.samples import scan_folder
+    from xmodal.engine.data import make_loader
+
+    cfg = _cfg(tiny_dataset, tmp_path / "run", modality="video", frames=frames, train_frames=train_frames)
+    assert cfg.clip_frames_for_training == expected
+    samples, _ = scan_folder(tiny_dataset, "video")
+    loaders = {train: make_loader(samples, cfg, train=train, input_size=64, resize_size=73)
+               for train in (True, False)}
+    clip = lambda train: loaders[train].dataset.dataset[0][0]  # noqa: E731 - (T, C, H, W)
+    assert clip(True).shape[0] == expected
+    assert clip(False).shape[0] == frames  # validation, like inference, keeps frames
+
+
 def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """TSN trains on fewer segments than it tests with, FixRes at a lower size: the clips that

@@ -108,7 +108,7 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
                  else eval_transform(input_size, resize_size))
     # Validation frames shrink while decoding, as inference's do (the same pixels as the
     # transform's resize); training crops at random from full-size frames.
-    frames = (cfg.train_frames or cfg.frames) if train else cfg.frames
+    frames = cfg.clip_frames_for_training if train else cfg.frames
     dataset = ClipDataset(samples, frames, transform, train=train, backend=cfg.video_backend,
                           short_side=None if train else resize_size)
     weights = None
