@@ -548,9 +548,10 @@ class AdaptRecipe(XmodalRecipe):
         base = super().cost(task)
         if not task.unlabeled:
             return base
-        t = task.settings.frames
+        cfg = self.config(task.settings, task.train_dir, task.train, task.work, task.seed)
+        t, t_train = cfg.frames, cfg.clip_frames_for_training
         predicted = sum(1 if i.kind == "still" else t for i in task.unlabeled)
-        extra = sum(1 if i.kind == "still" else t for i in task.train_items + task.unlabeled)
+        extra = sum(1 if i.kind == "still" else t_train for i in task.train_items + task.unlabeled)
         rounds = self.opts["rounds"]
         return Cost(base.train_frames + rounds * extra * task.settings.epochs,
                     base.infer_frames + rounds * predicted, base.fixed_s * (1 + rounds))

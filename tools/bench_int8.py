@@ -85,7 +85,12 @@ def main() -> None:
 
     rows, notes = [], []
     for name in args.datasets:
-        ds = datasets.load(name, args.cache)
+        try:
+            ds = datasets.load(name, args.cache)
+        except datasets.DatasetUnavailable as exc:  # one missing dataset must not stop the others
+            print(f"  {name}: skipped ({exc})", flush=True)
+            notes.append(f"{name}: skipped ({exc})")
+            continue
         with tempfile.TemporaryDirectory(prefix="xmodal-int8-") as tmp:
             train_dir, test_dir = write_split(Path(tmp), ds, args.shot, args.test_per_class, args.seed)
             run = Path(tmp) / "run"

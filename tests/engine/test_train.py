@@ -202,6 +202,20 @@ def test_training_clips_default_to_tsn_three_segments(tiny_dataset: Path, tmp_pa
     assert clip(False).shape[0] == frames  # validation, like inference, keeps frames
 
 
+def test_a_run_records_its_training_frames_and_old_runs_resume_with_all_frames(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    import yaml
+
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, modality="video", frames=4, input_size=64))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (saved["frames"], saved["train_frames"]) == (4, 3)  # the default, written down
+    assert resume_config(out).clip_frames_for_training == 3
+    # A run written before 3 became the default says null, which then meant all its frames.
+    (out / "config.yaml").write_text(yaml.safe_dump({**saved, "train_frames": None}))
+    assert resume_config(out).clip_frames_for_training == 4
+
+
 def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """TSN trains on fewer segments than it tests with, FixRes at a lower size: the clips that

@@ -266,6 +266,9 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
     elif cfg.finetune == "lp-ft":
         _fit_head_first(model, split, cfg, pcfg, device, reporter)
+    # The resolved T of training clips is written down, so a resume (or `xmodal adapt`) trains as
+    # this run did whatever the default becomes.
+    cfg = dataclasses.replace(cfg, train_frames=cfg.clip_frames_for_training)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(run_dir, cfg)
@@ -623,4 +626,6 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = load_config(path, **overrides)
     cfg.out = str(run_dir)
+    if cfg.train_frames is None:  # written before 3 became the default, when null meant frames
+        cfg.train_frames = cfg.frames
     return cfg
