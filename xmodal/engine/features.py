@@ -177,12 +177,18 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
                    max_iter: int = 200) -> None:
     """Set ``model.head`` to an L2-regularised multinomial logistic regression on the bank's
     clip features (frames averaged: with mean pooling the head's pooled logits are exactly the
-    regression's), fitted with L-BFGS on standardised features as scikit-learn's
-    ``LogisticRegression(C=1/l2)`` is, then folded back into the raw feature space. The first
-    stage of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
-    Underperform Out-of-Distribution"): fine-tuning from a fitted head moves the pretrained
+    regression's), fitted with L-BFGS on the raw features as scikit-learn's
+    ``LogisticRegression(C=1/l2)`` is (centred for conditioning; the bias absorbs the mean).
+    The first stage of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features
+    and Underperform Out-of-Distribution"): fine-tuning from a fitted head moves the pretrained
     features less, which helps on shifted data (photos -> video frames). Multi-label samples
-    get one binary logistic regression per class (scikit-learn's one-vs-rest), as BCE trains."""
+    get one binary logistic regression per class (scikit-learn's one-vs-rest), as BCE trains.
+
+    Not on standardised features: folded back into the raw space, a standardised fit weights a
+    near-constant feature by 1 / its std (head rows of norm 50-750 on 80 digits, against about 1
+    here), and fine-tuning then moves the logits wildly with every small change of such a
+    feature (LP-FT fell from 0.83 to 0.32 on digits stills, tools/bench_accuracy.py). On these
+    features the raw fit also probes better (digits, 10 per class: 0.80 against 0.75)."""
     from xmodal.engine.multilabel import targets_tensor
 
     rows = [i for i, f in enumerate(bank.features) if f is not None]
@@ -191,8 +197,8 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
     data_loss = (nn.functional.cross_entropy if y.ndim == 1 else
                  lambda logits, hot, reduction: nn.functional.binary_cross_entropy_with_logits(
                      logits, hot.double(), reduction=reduction))
-    mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
-    z = (x - mean) / std
+    mean = x.mean(0)
+    z = x - mean
     classes = model.head.out_features
     weight = torch.zeros(classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
@@ -208,6 +214,5 @@ def fit_probe_head(model: nn.Module, bank: FeatureBank, *, l2: float = 1.0,
 
     optimizer.step(closure)
     with torch.no_grad():
-        folded = weight / std
-        model.head.weight.copy_(folded.to(model.head.weight))
-        model.head.bias.copy_((bias - folded @ mean).to(model.head.bias))
+        model.head.weight.copy_(weight.to(model.head.weight))
+        model.head.bias.copy_((bias - weight @ mean).to(model.head.bias))
