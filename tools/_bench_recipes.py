@@ -23,6 +23,7 @@ To add a recipe: subclass ``Recipe``, give it ``run`` and ``cost``, register it 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import time
@@ -495,7 +496,8 @@ class XmodalRecipe(Recipe):
         t, t_train = cfg.frames, cfg.clip_frames_for_training
         frames = sum(1 if i.kind == "still" else t for i in task.train_items)
         trained = sum(1 if i.kind == "still" else t_train for i in task.train_items)
-        val = cfg.val_split if cfg.val is None else 0.0
+        sizes = list(collections.Counter(i.label for i in task.train_items).values())
+        val = cfg.val_fraction(sizes) if cfg.val is None else 0.0
         tests = sum(len(v) if name == "stills" else len(v) * t for name, v in task.tests.items())
         steps = max(1, -(-round(len(task.train_items) * (1 - val)) // cfg.batch_size))
         epochs = max(cfg.epochs, -(-cfg.min_steps // steps))  # min_steps adds epochs on small sets

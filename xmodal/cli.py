@@ -103,7 +103,9 @@ _min_score_option = click.option(
               help="Imbalanced classes: class-balanced sampling or loss weights. "
                    "[loss; none with --multi-label]")
 @click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
-@click.option("--val-split", type=float, help="Held-out fraction, stratified by file. [0.2]")
+@click.option("--val-split", type=float,
+              help="Held-out fraction, stratified by file. [0.2 if every class has >= 50 files, "
+                   "else 0: every file trains]")
 @click.option("--patience", type=int, help="Stop after N epochs without val improvement.")
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), help="Decoder. [auto]")
 @click.option("--workers", type=int, help="Decode worker processes. [2]")

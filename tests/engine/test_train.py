@@ -9,6 +9,7 @@ import torch
 from xmodal.checkpoint import load_checkpoint
 from xmodal.config import load_config
 from xmodal.engine.predict import load, load_model
+from xmodal.engine.reporting import Reporter
 from xmodal.engine.train import fit, resume_config
 from xmodal.errors import DatasetError
 
@@ -252,3 +253,28 @@ def test_min_steps_sizes_the_schedule_of_a_tiny_data_set(tiny_dataset: Path, tmp
     # 9 stills, 3 held out: 6 train in 2 batches, so 3 epochs reach 5 steps
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert "epochs: 3" in (out / "config.yaml").read_text()
+
+
+def test_few_files_per_class_train_all_by_default_and_the_run_records_it(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    """With fewer than AUTO_VAL_MIN_PER_CLASS files in a class nothing is held out unless asked;
+    the resolved fraction is written down, so a resume and export --int8 rebuild the same split."""
+    import yaml
+
+    from xmodal.engine.data import load_split
+
+    cfg = _cfg(tiny_dataset, tmp_path / "run", modality="image", val_split=None, input_size=64)
+    messages: list[str] = []
+
+    class Capture(Reporter):
+        def info(self, message: str) -> None:
+            messages.append(message)
+
+    result = fit(cfg, Capture())
+    assert result.best_accuracy is None  # nothing to validate on
+    assert any("no validation split" in m for m in messages)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["val_split"] == 0.0
+    assert len(load_split(resume_config(tmp_path / "run")).val) == 0
+    asked = load_split(_cfg(tiny_dataset, tmp_path / "asked", modality="image", val_split=0.34))
+    assert len(asked.val) == 3  # an explicit split still holds files out of 9 stills

@@ -32,7 +32,10 @@ def test_recipes_parse_typed_options_and_refuse_bad_ones() -> None:
     assert (cfg.input_size, cfg.frames, cfg.epochs, cfg.modality, cfg.seed) == (96, 3, 2, "mixed", 4)
     defaults = recipes.parse_recipe("xmodal-defaults").config(recipes.Settings(), Path("d"), "clips",
                                                               Path("o"), 0)
-    assert (defaults.lr, defaults.augment, defaults.val_split) == (1e-3, "cross", 0.2)
+    assert (defaults.lr, defaults.augment, defaults.val_split) == (1e-3, "cross", None)
+    held_out = recipes.parse_recipe("xmodal:val_split=0.2").config(recipes.Settings(), Path("d"),
+                                                                   "clips", Path("o"), 0)
+    assert held_out.val_split == 0.2
     for bad, reason in [("xmodal:learning_rate=1", "unknown config key"),
                         ("xmodal:augment=heavy", "augment must be one of"),
                         ("xmodal:seed=3", "set by the bench"),

@@ -52,7 +52,9 @@ def quantize_export(stage: Path, meta: dict[str, Any], source_meta: dict[str, An
                      f"({validation['top1_int8'] - validation['top1_fp32']:+.4f}); same top-1 "
                      f"label on {validation['agreement']:.1%} of files")
     else:
-        notes.append("no validation split recorded for this model: accuracy change not measured")
+        notes.append("the model has no validation split (it trained on every file, or its data "
+                     "is not recorded): accuracy change not measured; --val-split holds files "
+                     "out when training")
     _stamp_and_check(stage / ONNX_NAME, meta)
     fp32.unlink()
     return meta, notes
@@ -88,7 +90,7 @@ def recorded_split(meta: dict[str, Any], source: str) -> tuple[list[Any], list[A
     from xmodal.engine.data import load_split
 
     cfg = TrainConfig(data=data.get("data"), csv=data.get("csv"), val=data.get("val"),
-                      val_split=float(data.get("val_split", 0.2)), seed=int(data.get("seed", 0)),
+                      val_split=_recorded_val_split(data), seed=int(data.get("seed", 0)),
                       modality=str(data.get("modality", "video")),
                       multi_label=bool(meta.get("multi_label")))  # its CSV's "a|b" cells
     try:
@@ -98,6 +100,13 @@ def recorded_split(meta: dict[str, Any], source: str) -> tuple[list[Any], list[A
                            f"the run's recorded training data cannot be read ({exc}); "
                            "give --calibration DIR") from None
     return split.train, split.val, split.classes
+
+
+def _recorded_val_split(data: dict[str, Any]) -> float | None:
+    """The run's held-out fraction: runs before 2026-12-02 hold out 0.2 and may not record it;
+    a null is resolved again from the same files (TrainConfig.val_fraction)."""
+    value = data.get("val_split", 0.2)
+    return None if value is None else float(value)
 
 
 def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, seed: int = 0) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ class Split:
     train: list[Any]
     val: list[Any]
     classes: list[str]
+    val_fraction: float = 0.0  # held out of --data / --csv (TrainConfig.val_fraction); 0 with --val
 
 
 def load_split(cfg: TrainConfig, warn: Callable[[str], None] | None = None) -> Split:
@@ -59,10 +61,11 @@ def _held_out(cfg: TrainConfig, samples: list[Any], classes: list[str],
         if cfg.multi_label:  # a folder gives one label per file: a set of one
             val = [dataclasses.replace(s, label=(s.label,)) for s in val]
         return Split(samples, val, classes)
-    if cfg.val_split <= 0:
+    fraction = cfg.val_fraction(list(Counter(s.stratum for s in samples).values()))
+    if fraction <= 0:
         return Split(samples, [], classes)
-    train, val = stratified_split(samples, cfg.val_split, seed=cfg.seed)
-    return Split(train, val, classes)
+    train, val = stratified_split(samples, fraction, seed=cfg.seed)
+    return Split(train, val, classes, fraction)
 
 
 class SkipBadFiles(Dataset):

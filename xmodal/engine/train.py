@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from xmodal.config import TrainConfig, dump_yaml, load_config
+from xmodal.config import AUTO_VAL_MIN_PER_CLASS, VAL_SPLIT, TrainConfig, dump_yaml, load_config
 from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader
@@ -214,6 +214,10 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     split = load_split(cfg, reporter.warning)
     reporter.info(f"data: {len(split.classes)} classes; train {describe(split.train)}; "
                   f"val {describe(split.val)}")
+    if cfg.val is None and cfg.val_split is None and not split.val:
+        reporter.info(f"no validation split: a class has fewer than {AUTO_VAL_MIN_PER_CLASS} "
+                      "files, so every file trains and the epoch with the lowest training loss "
+                      f"is kept (--val-split {VAL_SPLIT} holds files out anyway)")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
                              pooling=cfg.pooling, dropout=cfg.dropout)
     if cfg.init is not None:
@@ -266,9 +270,11 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
     elif cfg.finetune == "lp-ft":
         _fit_head_first(model, split, cfg, pcfg, device, reporter)
-    # The resolved T of training clips is written down, so a resume (or `xmodal adapt`) trains as
-    # this run did whatever the default becomes.
-    cfg = dataclasses.replace(cfg, train_frames=cfg.clip_frames_for_training)
+    # The resolved T of training clips and validation fraction are written down, so a resume (or
+    # `xmodal adapt`, or `xmodal export --int8`'s validation report) sees this run's split and
+    # trains as this run did whatever the defaults become.
+    cfg = dataclasses.replace(cfg, train_frames=cfg.clip_frames_for_training,
+                              val_split=cfg.val_split if cfg.val is not None else split.val_fraction)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(run_dir, cfg)
