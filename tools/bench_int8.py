@@ -3,7 +3,8 @@
 
 For each dataset of the accuracy suite (tools/_bench_datasets.py: Fashion-MNIST, scikit-learn's
 digits, scikit-image's LFW faces vs non-faces; fixed train and test pools), one run is trained
-with `xmodal train`'s defaults on SHOT photos per class (stills; 20% validation split), exported
+with `xmodal train`'s defaults on SHOT photos per class (stills; the default validation split:
+20% from 50 photos per class, else none, and then no export-time report), exported
 to ONNX in fp32 and in INT8 (calibrated on the run's own training split, as `xmodal export
 --int8` does), and the fixed held-out test photos are scored by PyTorch, ONNX Runtime fp32 and
 ONNX Runtime INT8:
@@ -43,16 +44,19 @@ def write_split(root: Path, ds: datasets.BenchDataset, shot: int, test_per_class
     return root / "train", root / "test"
 
 
-def train(train_dir: Path, out: Path, args: argparse.Namespace) -> float:
-    """``xmodal train --modality image`` with its defaults (only the frame size may be set)."""
+def train(train_dir: Path, out: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """``xmodal train --modality image`` with its defaults (only the frame size may be set):
+    (seconds, the validation fraction the run resolved)."""
     from xmodal.config import load_config
     from xmodal.engine.train import fit
 
     cfg = load_config(None, data=str(train_dir), modality="image", seed=args.seed, out=str(out),
                       input_size=args.input_size)
     start = time.perf_counter()
-    fit(cfg)
-    return time.perf_counter() - start
+    result = fit(cfg)
+    seconds = time.perf_counter() - start
+    resolved = load_config(str(result.run_dir / "config.yaml"))
+    return seconds, float(resolved.val_split or 0.0)
 
 
 def scores(model_ref: Path, test_dir: Path, engine: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +88,7 @@ def main() -> None:
     from xmodal.deploy.onnx_export import export_onnx
 
     rows, notes = [], []
+    val_fractions: set[float] = set()
     for name in args.datasets:
         try:
             ds = datasets.load(name, args.cache)
@@ -95,7 +100,8 @@ def main() -> None:
             train_dir, test_dir = write_split(Path(tmp), ds, args.shot, args.test_per_class, args.seed)
             run = Path(tmp) / "run"
             print(f"  {name}: training ...", flush=True)
-            train_s = train(train_dir, run, args)
+            train_s, val_fraction = train(train_dir, run, args)
+            val_fractions.add(val_fraction)
             print(f"  {name}: exporting fp32 and int8 ...", flush=True)
             fp32 = export_onnx(run, Path(tmp) / "fp32").out
             int8 = export_onnx(run, Path(tmp) / "int8", int8=True)
@@ -114,7 +120,8 @@ def main() -> None:
     print()
     print(header("INT8 vs fp32 top-1 on held-out test photos (higher is better)", started))
     print(f"EfficientNet-Lite0 trained by `xmodal train --modality image` with its defaults on "
-          f"{args.shot} photos per class (seed {args.seed}, 20% validation split)"
+          f"{args.shot} photos per class (seed {args.seed}, validation split "
+          f"{', '.join(f'{v:.0%}' for v in sorted(val_fractions))})"
           f"{f' at {args.input_size} px' if args.input_size else ''}; INT8: static QDQ, per-channel "
           "weights, calibrated on the run's training split.\n")
     print(table(["dataset", "PyTorch", "ONNX fp32", "ONNX int8", "int8 - fp32, points",
