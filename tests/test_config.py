@@ -28,3 +28,32 @@ def test_a_validation_split_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="val_split"):
         TrainConfig(val_split=1.0).validate()
     TrainConfig(val_split=None).validate()
+
+
+def test_a_folder_with_enough_files_per_class_holds_out_a_fifth_by_default(tmp_path) -> None:
+    """Through the real folder scan: 50 files in each class give a stratified 20% split, 49 in
+    one class give none (files are not decoded to split them)."""
+    from xmodal.engine.data import load_split
+
+    for name, count in (("a", AUTO_VAL_MIN_PER_CLASS), ("b", AUTO_VAL_MIN_PER_CLASS + 10)):
+        (tmp_path / "big" / name).mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / "big" / name / f"{i:03d}.png").write_bytes(b"not decoded here")
+    split = load_split(TrainConfig(data=str(tmp_path / "big"), modality="image"))
+    assert (split.val_fraction, len(split.val)) == (VAL_SPLIT, 22)  # 10 of a, 12 of b
+    assert sorted({s.label for s in split.val}) == [0, 1]
+    (tmp_path / "big" / "a" / "000.png").unlink()
+    split = load_split(TrainConfig(data=str(tmp_path / "big"), modality="image"))
+    assert (split.val_fraction, len(split.val), len(split.train)) == (0.0, 0, 2 * AUTO_VAL_MIN_PER_CLASS + 9)
+
+
+@pytest.mark.parametrize(("recorded", "expected"), [
+    ({}, 0.2),  # a run from before the fraction was recorded held out 0.2
+    ({"val_split": None}, None),  # beside a validation folder
+    ({"val_split": 0.0}, 0.0),
+    ({"val_split": 0.25}, 0.25),
+])
+def test_export_reads_the_fraction_a_run_recorded(recorded: dict, expected: float | None) -> None:
+    from xmodal.deploy.quantize import _recorded_val_split
+
+    assert _recorded_val_split(recorded) == expected

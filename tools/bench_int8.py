@@ -121,7 +121,7 @@ def main() -> None:
     print(header("INT8 vs fp32 top-1 on held-out test photos (higher is better)", started))
     print(f"EfficientNet-Lite0 trained by `xmodal train --modality image` with its defaults on "
           f"{args.shot} photos per class (seed {args.seed}, validation split "
-          f"{', '.join(f'{v:.0%}' for v in sorted(val_fractions))})"
+          f"{', '.join(f'{v:.0%}' for v in sorted(val_fractions)) or 'n/a'})"
           f"{f' at {args.input_size} px' if args.input_size else ''}; INT8: static QDQ, per-channel "
           "weights, calibrated on the run's training split.\n")
     print(table(["dataset", "PyTorch", "ONNX fp32", "ONNX int8", "int8 - fp32, points",

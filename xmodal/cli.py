@@ -104,9 +104,11 @@ _min_score_option = click.option(
                    "[loss; none with --multi-label]")
 @click.option("--val", type=click.Path(), help="Validation folder (else --val-split of --data).")
 @click.option("--val-split", type=float,
-              help="Held-out fraction, stratified by file. [0.2 if every class has >= 50 files, "
-                   "else 0: every file trains]")
-@click.option("--patience", type=int, help="Stop after N epochs without val improvement.")
+              help="Held-out fraction, stratified by file. [0.2 if every class has >= 50 files "
+                   "or with --multi-label, else 0: every file trains]")
+@click.option("--patience", type=int,
+              help="Stop after N epochs without val improvement (training loss when nothing is "
+                   "held out).")
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), help="Decoder. [auto]")
 @click.option("--workers", type=int, help="Decode worker processes. [2]")
 @click.option("--seed", type=int, help="Random seed. [0]")

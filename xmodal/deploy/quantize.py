@@ -103,8 +103,8 @@ def recorded_split(meta: dict[str, Any], source: str) -> tuple[list[Any], list[A
 
 
 def _recorded_val_split(data: dict[str, Any]) -> float | None:
-    """The run's held-out fraction: runs before 2026-12-02 hold out 0.2 and may not record it;
-    a null is resolved again from the same files (TrainConfig.val_fraction)."""
+    """The run's held-out fraction: runs made before it was recorded held out 0.2; runs since
+    record the fraction they resolved, and null only beside a validation folder (``val``)."""
     value = data.get("val_split", 0.2)
     return None if value is None else float(value)
 

@@ -214,7 +214,7 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     split = load_split(cfg, reporter.warning)
     reporter.info(f"data: {len(split.classes)} classes; train {describe(split.train)}; "
                   f"val {describe(split.val)}")
-    if cfg.val is None and cfg.val_split is None and not split.val:
+    if cfg.val is None and cfg.val_split is None and split.val_fraction == 0:
         reporter.info(f"no validation split: a class has fewer than {AUTO_VAL_MIN_PER_CLASS} "
                       "files, so every file trains and the epoch with the lowest training loss "
                       f"is kept (--val-split {VAL_SPLIT} holds files out anyway)")
