@@ -25,10 +25,10 @@ SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.dat
 ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
 TSN_TRAIN_SEGMENTS = 3  # default T of training clips (see TrainConfig.clip_frames_for_training)
 # val_split None (the default): hold out VAL_SPLIT of each class only when every class has
-# AUTO_VAL_MIN_PER_CLASS files (10 for validation). Below that a split of 2-6 files per class
-# picks checkpoints by chance and takes a fifth of the training data: on 10 photos per class,
-# training on all of them raised stills accuracy on digits, Fashion-MNIST and LFW
-# (tools/bench_accuracy.py, docs/accuracy.md, 2026-12-02).
+# AUTO_VAL_MIN_PER_CLASS files (10 for validation). Below that a split of 2-9 files per class
+# picks checkpoints by chance and takes a fifth of the training data: on 10 and 30 files per
+# class, training on all of them raised stills accuracy on digits, Fashion-MNIST and LFW, and
+# clips-trained accuracy at 10 (tools/bench_accuracy.py, docs/accuracy.md, 2026-12-03).
 VAL_SPLIT = 0.2
 AUTO_VAL_MIN_PER_CLASS = 50
 
