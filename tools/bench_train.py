@@ -3,12 +3,14 @@
 
 Measured side by side in one run, on a generated two-class folder of H.264 clips:
 
-  fit on videos   xmodal.engine.train.fit (decode workers, augmentation, optimiser,
-                  checkpoints); the time each step spends blocked on the DataLoader
+  fit on videos   xmodal.engine.train.fit with the defaults (decode workers, augmentation,
+                  optimiser, checkpoints; each training video decoded once per run into the
+                  frame cache); the time each step spends blocked on the DataLoader
                   iterator is recorded by wrapping the loader that fit hands to
                   train_one_epoch
+  fit, no frame cache   the same with --no-frame-cache: every epoch decodes every video
   compute only    train_one_epoch on batches already on the device (same model,
-                  optimiser, loss and step code; no decoding)
+                  optimiser, loss and step code, same T; no decoding)
 
 Precisions: fp32 everywhere; bf16 autocast only on CUDA. xmodal keeps every model in
 channels_last memory; an extra compute row shows fp32 in NCHW for comparison.
@@ -16,6 +18,7 @@ channels_last memory; an extra compute row shows fp32 in NCHW for comparison.
     python tools/bench_train.py --quick      # 8 clips 320x240, batch 4 (< 2 min on 2 cores)
     python tools/bench_train.py              # 16 clips, batch 8
     python tools/bench_train.py --full       # 32 clips 640x360, batch 8, 3 epochs
+    python tools/bench_train.py --hd         # 16 clips 1920x1080, batch 8, 3 epochs
 """
 
 from __future__ import annotations
@@ -86,34 +89,36 @@ def timing_train_loop(log: list[dict[str, float]]) -> Iterator[None]:
         train.train_one_epoch = original
 
 
-def make_cfg(folder: Path, out: Path, args: argparse.Namespace, device: str, precision: str):
+def make_cfg(folder: Path, out: Path, args: argparse.Namespace, device: str, precision: str,
+             frame_cache: bool = True):
     from xmodal.config import load_config
 
     return load_config(None, data=str(folder), modality="video", backbone=ENCODER,
                        epochs=args.epochs, batch_size=args.batch_size, workers=args.workers,
                        val_split=0.0, frames=8, seed=0, out=str(out), device=device,
-                       precision=precision)
+                       precision=precision, min_steps=0, frame_cache=frame_cache)
 
 
 def run_fit(folder: Path, out: Path, args: argparse.Namespace, device: str,
-            precision: str) -> dict[str, float]:
+            precision: str, frame_cache: bool = True) -> dict[str, float]:
     from xmodal.engine.train import fit
 
-    cfg = make_cfg(folder, out, args, device, precision)
+    cfg = make_cfg(folder, out, args, device, precision, frame_cache)
     log: list[dict[str, float]] = []
     start = time.perf_counter()
     with timing_train_loop(log):
         fit(cfg)
     wall = time.perf_counter() - start
     last = log[-1]  # the last epoch: persistent workers are up, nothing is being imported
-    frames = args.batch_size * last["batches"] * 8
+    frames = args.batch_size * last["batches"] * args.train_frames
     return {"frames/s": frames / last["total"], "wait": last["wait"] / last["total"],
-            "wall": wall, "fit frames/s": args.epochs * args.clips * 8 / wall}
+            "wall": wall, "fit frames/s": args.epochs * args.clips * args.train_frames / wall}
 
 
 def run_compute(args: argparse.Namespace, device_name: str, precision: str, *,
-                nchw: bool = False) -> float:
-    """frames/s of train_one_epoch on device-resident uint8 batches (no decoding)."""
+                nchw: bool = False, compile: bool = False) -> float:
+    """frames/s of train_one_epoch on device-resident uint8 batches (no decoding); with
+    ``compile``, xmodal's torch.compile of the encoder, timed after its compiling warm-up."""
     import torch
     from torch import nn
 
@@ -124,25 +129,34 @@ def run_compute(args: argparse.Namespace, device_name: str, precision: str, *,
 
     device = resolve_device(device_name)
     cfg = make_cfg(Path("."), Path("."), args, device_name, precision)
-    model = prepare_model(build_classifier(ENCODER, 2, dropout=cfg.dropout), device)
+    model = prepare_model(build_classifier(ENCODER, 2, dropout=cfg.dropout), device,
+                          compile=compile)
     if nchw:
         model = model.to(memory_format=torch.contiguous_format)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, args.steps + 1)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator().manual_seed(0)
-    clips = torch.randint(0, 256, (args.batch_size, 8, 3, 224, 224), dtype=torch.uint8,
+    clips = torch.randint(0, 256, (args.batch_size, args.train_frames, 3, 224, 224), dtype=torch.uint8,
                           generator=gen).to(device)
     labels = torch.randint(0, 2, (args.batch_size,), generator=gen).to(device)
     bf16 = use_bf16(device, precision)
+    warm = time.perf_counter()
     train_one_epoch(model, [(clips, labels, [])], optimizer, scheduler, criterion, device, cfg,
-                    bf16=bf16)  # warm-up
+                    bf16=bf16)  # warm-up (and compiling)
+    if compile:
+        print(f"    compiling and the first step took {time.perf_counter() - warm:.0f} s", flush=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     train_one_epoch(model, [(clips, labels, [])] * args.steps, optimizer, scheduler, criterion,
                     device, cfg, bf16=bf16)  # loss.item() in the loop syncs every step
-    return args.steps * args.batch_size * 8 / (time.perf_counter() - start)
+    return args.steps * args.batch_size * args.train_frames / (time.perf_counter() - start)
+
+
+def _row(name: str, fit: dict[str, float], compute: float) -> list[Any]:
+    return [name, fit["frames/s"], compute, fit["frames/s"] / compute, f"{fit['wait']:.0%}",
+            fit["fit frames/s"], f"{fit['wall']:.0f}"]
 
 
 def main() -> None:
@@ -150,23 +164,32 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="8 clips 320x240, batch 4, 2 epochs")
     size.add_argument("--full", action="store_true", help="32 clips 640x360, batch 8, 3 epochs")
+    size.add_argument("--hd", action="store_true", help="16 clips 1920x1080, batch 8, 3 epochs")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers [2]")
+    parser.add_argument("--epochs", type=int, help="epochs of each fit [2; 3 with --full, --hd]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--cpu-options", action="store_true",
+                        help="also compute-only rows with bf16 autocast and with --compile on the "
+                             "CPU (xmodal's CPU default is fp32, eager)")
     args = parser.parse_args()
     started = note_start()
     args.clips = 8 if args.quick else 32 if args.full else 16
     args.batch_size = 4 if args.quick else 8
-    args.epochs = 3 if args.full else 2
+    args.epochs = args.epochs or (3 if args.full or args.hd else 2)
     args.steps = 2 if args.quick else 3
 
     import torch
+
+    from xmodal.config import TrainConfig
+
+    args.train_frames = TrainConfig(frames=8).clip_frames_for_training  # the default T_train
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device")
     cuda = args.device != "cpu" and torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    width, height = (640, 360) if args.full else (320, 240)
+    width, height = (1920, 1080) if args.hd else (640, 360) if args.full else (320, 240)
     files: list[Path] = []
     for gop_s in (1, 8):
         files += ensure_videos(args.cache, VideoSpec(width, height, 10, gop_s), 4)
@@ -184,22 +207,37 @@ def main() -> None:
             print(f"  {device} {label}: compute only ...", flush=True)
             compute = run_compute(args, device, precision)
             results[precision] = (fit, compute)
-            rows.append([f"{device} {label}{' (channels_last)' if precision == 'fp32' else ''}",
-                         fit["frames/s"], compute, fit["frames/s"] / compute, f"{fit['wait']:.0%}",
-                         fit["fit frames/s"], f"{fit['wall']:.0f}"])
+            rows.append(_row(f"{device} {label}{' (channels_last)' if precision == 'fp32' else ''}",
+                             fit, compute))
+        print(f"  {device} fp32: fit with --no-frame-cache ...", flush=True)
+        uncached = run_fit(folder, Path(tmp) / "run-uncached", args, device, "fp32", frame_cache=False)
+        rows.insert(1, _row(f"{device} fp32, --no-frame-cache", uncached, results["fp32"][1]))
         print(f"  {device} fp32 NCHW: compute only ...", flush=True)
         extra = run_compute(args, device, "fp32", nchw=True)
+        options = {}
+        if args.cpu_options and not cuda:
+            print("  cpu bf16 autocast: compute only ...", flush=True)
+            options["bf16 autocast"] = run_compute(args, device, "bf16")
+            print("  cpu torch.compile: compute only ...", flush=True)
+            options["torch.compile (inductor)"] = run_compute(args, device, "fp32", compile=True)
 
     print()
     print(header(f"Training throughput on {device} (frames/s, higher is better)", started))
-    print(f"{args.clips} clips x 8 frames ({width}x{height} 10 s H.264, 2 classes), {ENCODER} at "
-          f"224 px, batch {args.batch_size}, {args.epochs} epochs, {args.workers} DataLoader workers, "
-          f"augment light, AdamW; compute only = {args.steps} steps after one warm-up.\n")
+    print(f"{args.clips} clips ({width}x{height} 10 s H.264, 2 classes), {args.train_frames} training "
+          f"frames each (the default), {ENCODER} at 224 px, batch {args.batch_size}, {args.epochs} "
+          f"epochs, {args.workers} DataLoader workers, default augmentation, AdamW; compute only = "
+          f"{args.steps} steps after one warm-up.\n")
     print(table(["device / precision", "train loop (last epoch)", "compute only", "loop / compute",
                  "time waiting for data", "fit incl. start-up & checkpoints", "fit wall s"], rows))
     fp32 = results["fp32"][1]
+    cached = results["fp32"][0]
+    print(f"\nframe cache: last epoch {cached['frames/s'] / uncached['frames/s']:.2f}x the frames/s "
+          f"of decoding every epoch; whole fit {uncached['wall'] / cached['wall']:.2f}x faster "
+          f"({cached['wall']:.0f} s vs {uncached['wall']:.0f} s)")
     print(f"\ncompute only, {device} fp32 with the model in NCHW memory: {extra:.3g} frames/s; "
           f"channels_last (xmodal's) is {fp32 / extra:.2f}x that")
+    for name, value in options.items():
+        print(f"compute only, {device} {name}: {value:.3g} frames/s, {value / fp32:.2f}x fp32 eager")
     if cuda and "bf16" in results:
         loop = results["bf16"][0]["frames/s"] / results["fp32"][0]["frames/s"]
         print(f"\nbf16 / fp32: train loop {loop:.2f}x, "

@@ -84,6 +84,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False  # torch.compile the encoder (pays on long GPU runs)
     feature_cache: bool = True  # linear probe: encode each file once, cache its features on disk
+    frame_cache: bool = True  # decode each training video once per run (xmodal.data.frame_cache)
     # run
     seed: int = 0
     device: str = "auto"

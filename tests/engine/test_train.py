@@ -278,3 +278,30 @@ def test_few_files_per_class_train_all_by_default_and_the_run_records_it(
     assert len(load_split(resume_config(tmp_path / "run")).val) == 0
     asked = load_split(_cfg(tiny_dataset, tmp_path / "asked", modality="image", val_split=0.34))
     assert len(asked.val) == 3  # an explicit split still holds files out of 9 stills
+
+
+def test_training_videos_are_decoded_once_per_run_and_the_frames_go_with_it(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default augmentation each training video is decoded once per run: later epochs
+    read its frames back; the folder they live in is gone when the run ends."""
+    from xmodal.data import frame_cache
+
+    monkeypatch.setenv("XMODAL_CACHE", str(tmp_path / "cache"))
+    decoded: list[str] = []
+    original = frame_cache.FrameCache._decode
+
+    def spy(self: frame_cache.FrameCache, path: str) -> object:
+        decoded.append(str(path))
+        return original(self, path)
+
+    monkeypatch.setattr(frame_cache.FrameCache, "_decode", spy)
+    videos = sum(1 for p in tiny_dataset.rglob("*.mp4"))
+    fit(_cfg(tiny_dataset, tmp_path / "run", modality="video", epochs=3, val_split=0.0))
+    assert len(decoded) == len(set(decoded)) == videos
+    assert list((tmp_path / "cache" / "frames").iterdir()) == []
+    decoded.clear()
+    fit(_cfg(tiny_dataset, tmp_path / "off", modality="video", epochs=2, val_split=0.0,
+             frame_cache=False))
+    fit(_cfg(tiny_dataset, tmp_path / "light", modality="video", epochs=2, val_split=0.0,
+             augment="light"))  # crops clips from full-size frames: no shrunk frames to keep
+    assert decoded == []

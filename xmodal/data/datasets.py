@@ -9,6 +9,7 @@ splitting the files is torch-free, in ``xmodal.data.samples`` (re-exported here)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,17 +29,22 @@ from xmodal.data.sampling import make_sampler
 from xmodal.data.transforms import to_clip_tensor
 from xmodal.data.video import read_clip
 
+if TYPE_CHECKING:
+    from xmodal.data.frame_cache import FrameCache
+
 
 class ClipDataset(Dataset):
     """``(clip, label)`` items: clip is uint8 (T, 3, H, W), T=1 for images and ``num_frames`` for videos.
 
     No decoder is opened here: each item opens and closes its own file, so the dataset pickles
-    cheaply into DataLoader workers and never shares a decoder between processes.
+    cheaply into DataLoader workers and never shares a decoder between processes. With a
+    ``frame_cache`` (training only), videos are drawn from the frames it decoded once instead.
     """
 
     def __init__(self, samples: Sequence[Sample], num_frames: int,
                  transform: Callable[[Tensor], Tensor] | None, *, train: bool, backend: str = "auto",
-                 sampler: str = "tsn", short_side: int | None = None) -> None:
+                 sampler: str = "tsn", short_side: int | None = None,
+                 frame_cache: FrameCache | None = None) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.samples = list(samples)
@@ -48,6 +54,7 @@ class ClipDataset(Dataset):
         self.backend = backend
         self.short_side = short_side
         self.sampler = make_sampler(sampler, num_frames, train)
+        self.frame_cache = frame_cache
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -70,6 +77,8 @@ class ClipDataset(Dataset):
         # Drawn from torch's RNG, which DataLoader seeds per worker from its generator and which
         # advances across epochs, so frame choices are reproducible yet differ from epoch to epoch.
         rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item())) if self.train else None
+        if self.frame_cache is not None:
+            return self.frame_cache.frames(sample.path, self.sampler, rng)
         return read_clip(sample.path, self.sampler, backend=self.backend, rng=rng,
                          short_side=self.short_side).frames
 

@@ -68,6 +68,14 @@ def eval_transform(size: int, resize_size: int | None = None) -> ClipTransform:
     return v2.Compose([v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)])
 
 
+def clip_short_side(size: int, preset: str) -> int | None:
+    """The shorter side a preset's training transform first resizes a clip (T > 1) to, when it
+    does so deterministically ("cross" and "none": the evaluation resize), so that decoding
+    straight to it gives the same pixels; None when the preset crops at random from the full
+    frames ("light", "strong")."""
+    return round(size / CROP_PCT) if preset in ("cross", "none") else None
+
+
 def train_transform(size: int, preset: str = "cross") -> ClipTransform:
     """Training augmentation: "none", "light" (crop + flip), "strong" (+ colour,
     TrivialAugment) or "cross" (for a model that must hold across stills and clips,

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xmodal.cache import cache_root
 from xmodal.engine.reporting import Reporter
 from xmodal.errors import CheckpointError
 
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 # 2: the graph applies the run's temperature (or a multi-label run's sigmoid), carries its
 # thresholds, and outputs the pooled embedding.
 CACHE_FORMAT = 2
-
-
-def cache_root() -> Path:
-    """``$XMODAL_CACHE``, else ``$XDG_CACHE_HOME/xmodal``, else ``~/.cache/xmodal``."""
-    if os.environ.get("XMODAL_CACHE"):
-        return Path(os.environ["XMODAL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "xmodal"
 
 
 def cache_entry(meta_bytes: bytes) -> Path:

@@ -101,19 +101,22 @@ def collate_skipping(batch: list[tuple[Any, Any, str | None]], num_classes: int 
 
 def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size: int,
                 resize_size: int, generator: torch.Generator | None = None, num_replicas: int = 1,
-                rank: int = 0, num_classes: int | None = None) -> DataLoader:
+                rank: int = 0, num_classes: int | None = None,
+                frame_cache_root: str | None = None) -> DataLoader:
     """One DataLoader whose batches hold only stills or only clips (constant T);
-    ``num_classes`` sizes the multi-hot targets of multi-label samples."""
+    ``num_classes`` sizes the multi-hot targets of multi-label samples; training videos are
+    decoded once into ``frame_cache_root`` when the augmentation allows (see training_frame_cache)."""
     from xmodal.data.datasets import ClipDataset, KindBatchSampler
     from xmodal.data.transforms import eval_transform, train_transform
 
     transform = (train_transform(cfg.train_size or input_size, preset=cfg.augment) if train
                  else eval_transform(input_size, resize_size))
     # Validation frames shrink while decoding, as inference's do (the same pixels as the
-    # transform's resize); training crops at random from full-size frames.
+    # transform's resize); training clips too where the augmentation resizes them the same way.
     frames = cfg.clip_frames_for_training if train else cfg.frames
+    cache = training_frame_cache(cfg, input_size, frame_cache_root) if train else None
     dataset = ClipDataset(samples, frames, transform, train=train, backend=cfg.video_backend,
-                          short_side=None if train else resize_size)
+                          short_side=None if train else resize_size, frame_cache=cache)
     weights = None
     if train and cfg.balance == "sampler":
         from xmodal.data.balance import sample_weights
@@ -132,6 +135,19 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_limit_worker_threads,
     )
+
+
+def training_frame_cache(cfg: TrainConfig, input_size: int, root: str | None) -> Any:
+    """A FrameCache under ``root`` for the training clips, or None: without a root, with
+    ``frame_cache`` off, or when the augmentation crops clips at random from full-size frames
+    (``light``, ``strong``), where frames shrunk while decoding would change the pixels."""
+    from xmodal.data.frame_cache import FrameCache
+    from xmodal.data.transforms import clip_short_side
+
+    short_side = clip_short_side(cfg.train_size or input_size, cfg.augment)
+    if root is None or not cfg.frame_cache or short_side is None:
+        return None
+    return FrameCache(root, short_side=short_side, backend=cfg.video_backend)
 
 
 def _limit_worker_threads(worker_id: int) -> None:

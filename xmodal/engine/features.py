@@ -4,8 +4,8 @@ With ``--finetune linear`` the encoder and its BatchNorm statistics are frozen, 
 features never change: each training and validation file is decoded and encoded once, as
 evaluation sees it (segment centres, no augmentation), and the epochs train the head alone on
 the stored features (Kornblith et al., 2019, "Do Better ImageNet Models Transfer Better?", fit
-their linear probes the same way). Features are cached per file under
-``$XMODAL_CACHE_DIR/features`` (default ``~/.cache/xmodal``), keyed by the encoder's weights,
+their linear probes the same way). Features are cached per file under ``features/`` of
+xmodal's cache (``$XMODAL_CACHE``, default ``~/.cache/xmodal``), keyed by the encoder's weights,
 the preprocessing, the frame count and the file's path, size and modification time, so a changed
 encoder or file is encoded again and an unchanged one never is.
 """
@@ -27,8 +27,12 @@ from xmodal.engine.reporting import Reporter
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("XMODAL_CACHE_DIR") or Path.home() / ".cache" / "xmodal"
-    return Path(root) / "features"
+    """``features/`` under xmodal's cache root (xmodal.cache: ``$XMODAL_CACHE``), or under
+    ``$XMODAL_CACHE_DIR``, the older name this cache alone read, when that is set."""
+    from xmodal.cache import cache_root
+
+    legacy = os.environ.get("XMODAL_CACHE_DIR")
+    return (Path(legacy) if legacy else cache_root()) / "features"
 
 
 @dataclass

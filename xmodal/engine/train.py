@@ -6,10 +6,12 @@ and ``fit`` only wires them together, saves checkpoints and reports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,7 +201,28 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     RUN_DIR holds the best model (``model.safetensors`` + ``model.json``), the
     resolved ``config.yaml``, ``metrics.jsonl`` and ``last/`` for ``--resume``.
     ``stop_after`` ends the run after that many epochs, as an interruption would.
+    Training videos decoded once (``frame_cache``) live in a folder of xmodal's cache
+    (``frames/``) that is removed when the run ends, however it ends.
     """
+    with _frame_cache_folder(cfg) as frames:
+        return _fit(cfg, reporter, resume=resume, stop_after=stop_after, frame_cache_root=frames)
+
+
+@contextlib.contextmanager
+def _frame_cache_folder(cfg: TrainConfig) -> Iterator[str | None]:
+    if not cfg.frame_cache or cfg.modality == "image" or cfg.finetune == "linear":
+        yield None
+        return
+    from xmodal.cache import cache_root
+
+    parent = cache_root() / "frames"
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=parent) as folder:
+        yield folder
+
+
+def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_after: int | None,
+         frame_cache_root: str | None) -> FitResult:
     from xmodal.models import build_classifier
 
     if cfg.out is None:
@@ -231,7 +254,8 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
     train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
                                resize_size=pcfg.resize_size, generator=generator,
-                               num_classes=len(split.classes), **shard)
+                               num_classes=len(split.classes),
+                               frame_cache_root=frame_cache_root, **shard)
     val_loader = (make_loader(split.val, cfg, train=False, input_size=pcfg.input_size,
                               resize_size=pcfg.resize_size, num_classes=len(split.classes),
                               **shard) if split.val else None)
