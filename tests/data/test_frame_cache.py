@@ -84,6 +84,22 @@ def test_an_unreadable_video_raises_the_decoders_error(tmp_path: Path) -> None:
     assert not any((tmp_path / "cache").glob("*.npy"))
 
 
+@pytest.mark.parametrize("case", ["missing", "symlink_loop", "folder"])
+def test_a_path_that_cannot_be_looked_up_raises_a_named_input_error(tmp_path: Path, case: str) -> None:
+    """What the training loader skips and counts is an InputError with a reason; an OSError from
+    looking the file up would end the run instead."""
+    from xmodal.errors import InputError
+
+    path = tmp_path / "clip.mp4"
+    if case == "symlink_loop":
+        path.symlink_to(path)
+    elif case == "folder":
+        path.mkdir()
+    cache = FrameCache(tmp_path / "cache", short_side=48)
+    with pytest.raises(InputError):
+        cache.frames(path, TSNSampler(3, train=True), np.random.default_rng(0))
+
+
 def test_a_cache_that_cannot_be_written_costs_speed_not_frames(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

@@ -66,7 +66,9 @@ class FrameCache:
         ones for a clip larger than ``max_bytes`` (read-only, memory-mapped), decoded and stored
         first if missing. Raises what decoding raises (xmodal.data.video's VideoDecodeError for
         a file that cannot be read)."""
-        entry = self.entry(path)
+        return self._grid(self.entry(path), path)
+
+    def _grid(self, entry: Path, path: str | os.PathLike[str]) -> np.ndarray:
         if entry.is_file():
             return np.load(entry, mmap_mode="r")
         frames = self._decode(path)
@@ -76,13 +78,19 @@ class FrameCache:
     def frames(self, path: str | os.PathLike[str], sampler: FrameSampler,
                rng: np.random.Generator | None = None) -> np.ndarray:
         """``sampler``'s frames drawn from the grid of ``path``: (T, H, W, 3) uint8. With no
-        room left on the disk, the frames are decoded from the file as without a cache."""
-        if not self.entry(path).is_file() and not self._room():
+        room left on the disk, or a path that cannot even be looked up (missing, a symlink
+        loop), the frames are read from the file as without a cache, so a bad file raises the
+        decoder's own error (VideoDecodeError, naming the reason) and is skipped as before."""
+        try:
+            entry: Path | None = self.entry(path)
+        except OSError:
+            entry = None
+        if entry is None or (not entry.is_file() and not self._room()):
             from xmodal.data.video import read_clip
 
             return read_clip(path, sampler, backend=self.backend, rng=rng,
                              short_side=self.short_side).frames
-        grid = self.grid(path)
+        grid = self._grid(entry, path)
         return np.ascontiguousarray(grid[sampler(len(grid), rng=rng)])
 
     def _room(self) -> bool:
