@@ -118,8 +118,8 @@ _min_score_option = click.option(
 @click.option("--feature-cache/--no-feature-cache", default=None,
               help="--finetune linear: encode each file once and cache its features. [yes]")
 @click.option("--frame-cache/--no-frame-cache", default=None,
-              help="Decode each training video once per run (16 frames kept on disk until the "
-                   "run ends), not every epoch. [yes]")
+              help="Decode each training video once per run (its frames kept in the cache until "
+                   "the run ends), not every epoch. [yes]")
 @click.option("--out", type=click.Path(), help="Run directory to write.")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue the run in RUN_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

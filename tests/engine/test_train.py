@@ -304,4 +304,34 @@ def test_training_videos_are_decoded_once_per_run_and_the_frames_go_with_it(
              frame_cache=False))
     fit(_cfg(tiny_dataset, tmp_path / "light", modality="video", epochs=2, val_split=0.0,
              augment="light"))  # crops clips from full-size frames: no shrunk frames to keep
+    fit(_cfg(tiny_dataset, tmp_path / "t1", modality="video", epochs=2, val_split=0.0,
+             train_frames=1))  # "cross" crops a 1-frame clip like a still, from the full frame
     assert decoded == []
+
+
+def test_the_frames_folder_goes_when_training_fails_and_an_unwritable_cache_costs_only_speed(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmodal.engine.train as train_mod
+
+    monkeypatch.setenv("XMODAL_CACHE", str(tmp_path / "cache"))
+    original = train_mod.train_one_epoch
+
+    def fails_after_an_epoch(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)  # decodes and stores the frames
+        assert len(list((tmp_path / "cache" / "frames").glob("run-*/*.npy"))) > 0
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", fails_after_an_epoch)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit(_cfg(tiny_dataset, tmp_path / "run", modality="video", val_split=0.0))
+    assert list((tmp_path / "cache" / "frames").iterdir()) == []
+    monkeypatch.setattr(train_mod, "train_one_epoch", original)
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XMODAL_CACHE", str(blocker / "cache"))
+    warnings: list[str] = []
+    reporter = train_mod.Reporter()
+    monkeypatch.setattr(reporter, "warning", warnings.append)
+    result = fit(_cfg(tiny_dataset, tmp_path / "run2", modality="video", val_split=0.0), reporter)
+    assert result.history and any("cannot keep decoded frames" in w for w in warnings)

@@ -68,12 +68,18 @@ def eval_transform(size: int, resize_size: int | None = None) -> ClipTransform:
     return v2.Compose([v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)])
 
 
-def clip_short_side(size: int, preset: str) -> int | None:
-    """The shorter side a preset's training transform first resizes a clip (T > 1) to, when it
-    does so deterministically ("cross" and "none": the evaluation resize), so that decoding
-    straight to it gives the same pixels; None when the preset crops at random from the full
-    frames ("light", "strong")."""
-    return round(size / CROP_PCT) if preset in ("cross", "none") else None
+def resizes_clips_like_evaluation(preset: str, frames: int) -> bool:
+    """Whether a preset's training transform starts a clip of ``frames`` frames with the
+    evaluation resize ("none"; "cross" for T > 1, which crops a 1-frame clip like a still),
+    so frames decoded straight to that size give the same pixels. "light" and "strong" crop at
+    random from the full frames."""
+    return preset == "none" or (preset == "cross" and frames > 1)
+
+
+def clip_short_side(size: int, preset: str, frames: int) -> int | None:
+    """The shorter side (px) training clips of ``frames`` frames can be decoded to for a crop of
+    ``size``, or None when the preset needs the full frames (resizes_clips_like_evaluation)."""
+    return round(size / CROP_PCT) if resizes_clips_like_evaluation(preset, frames) else None
 
 
 def train_transform(size: int, preset: str = "cross") -> ClipTransform:

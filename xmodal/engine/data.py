@@ -11,13 +11,16 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xmodal.config import TrainConfig
 from xmodal.errors import DatasetError, InputError
+
+if TYPE_CHECKING:
+    from xmodal.data.frame_cache import FrameCache
 
 
 @dataclass
@@ -137,16 +140,28 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
     )
 
 
-def training_frame_cache(cfg: TrainConfig, input_size: int, root: str | None) -> Any:
-    """A FrameCache under ``root`` for the training clips, or None: without a root, with
-    ``frame_cache`` off, or when the augmentation crops clips at random from full-size frames
-    (``light``, ``strong``), where frames shrunk while decoding would change the pixels."""
+def uses_frame_cache(cfg: TrainConfig) -> bool:
+    """Whether a run decodes its training videos once (``frame_cache``): videos among its
+    files, an encoder that trains (a linear probe caches features instead), and augmentation
+    that resizes clips as evaluation does (``light``, ``strong`` and ``cross`` with one training
+    frame crop from full-size frames, which frames shrunk while decoding would change)."""
+    from xmodal.data.transforms import resizes_clips_like_evaluation
+
+    return (cfg.frame_cache and cfg.modality != "image" and cfg.finetune != "linear"
+            and resizes_clips_like_evaluation(cfg.augment, cfg.clip_frames_for_training))
+
+
+def training_frame_cache(cfg: TrainConfig, input_size: int, root: str | None) -> FrameCache | None:
+    """A FrameCache in ``root`` (which the caller owns) for the training clips, or None when
+    there is no root or the run does not use one (uses_frame_cache)."""
     from xmodal.data.frame_cache import FrameCache
     from xmodal.data.transforms import clip_short_side
 
-    short_side = clip_short_side(cfg.train_size or input_size, cfg.augment)
-    if root is None or not cfg.frame_cache or short_side is None:
+    if root is None or not uses_frame_cache(cfg):
         return None
+    size = cfg.train_size or input_size
+    short_side = clip_short_side(size, cfg.augment, cfg.clip_frames_for_training)
+    assert short_side is not None  # uses_frame_cache checked the preset
     return FrameCache(root, short_side=short_side, backend=cfg.video_backend)
 
 

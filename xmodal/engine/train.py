@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader
 from xmodal.config import AUTO_VAL_MIN_PER_CLASS, VAL_SPLIT, TrainConfig, dump_yaml, load_config
 from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
-from xmodal.engine.data import Split, describe, load_split, make_loader
+from xmodal.engine.data import Split, describe, load_split, make_loader, uses_frame_cache
 from xmodal.engine.multilabel import example_scores
 from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
 from xmodal.engine.reporting import Reporter
@@ -202,23 +203,46 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     resolved ``config.yaml``, ``metrics.jsonl`` and ``last/`` for ``--resume``.
     ``stop_after`` ends the run after that many epochs, as an interruption would.
     Training videos decoded once (``frame_cache``) live in a folder of xmodal's cache
-    (``frames/``) that is removed when the run ends, however it ends.
+    (``frames/run-*``) removed when the run returns or raises; one left by a killed process is
+    removed by a run two days later.
     """
-    with _frame_cache_folder(cfg) as frames:
+    with _frame_cache_folder(cfg, reporter) as frames:
         return _fit(cfg, reporter, resume=resume, stop_after=stop_after, frame_cache_root=frames)
 
 
+STALE_FRAMES_S = 2 * 86400  # a frames/run-* folder untouched this long was left by a killed run
+
+
 @contextlib.contextmanager
-def _frame_cache_folder(cfg: TrainConfig) -> Iterator[str | None]:
-    if not cfg.frame_cache or cfg.modality == "image" or cfg.finetune == "linear":
-        yield None
-        return
+def _frame_cache_folder(cfg: TrainConfig, reporter: Reporter | None) -> Iterator[str | None]:
+    """A new folder for this run's decoded frames, or None (no cache: decode every epoch)
+    when the run does not use one or the cache cannot be written."""
     from xmodal.cache import cache_root
 
+    if not uses_frame_cache(cfg):
+        yield None
+        return
     parent = cache_root() / "frames"
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=parent) as folder:
-        yield folder
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(parent)
+        folder = tempfile.TemporaryDirectory(prefix="run-", dir=parent, ignore_cleanup_errors=True)
+    except OSError as exc:
+        if reporter is not None:
+            reporter.warning(f"{parent}: cannot keep decoded frames ({exc.strerror or exc}); "
+                             "every epoch decodes the training videos")
+        yield None
+        return
+    with folder as path:
+        yield path
+
+
+def _remove_stale(parent: Path) -> None:
+    now = time.time()
+    for old in parent.glob("run-*"):
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > STALE_FRAMES_S:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_after: int | None,
