@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from xmodal.data.domain import RandomPlacement, VideoLikeDegradation
+from xmodal.data.domain import plain_background_matte as matte
 from xmodal.data.transforms import resize_to, train_transform
 
 
 def test_zoom_out_keeps_the_whole_clip_smaller_and_inside() -> None:
     torch.manual_seed(0)
-    place = RandomPlacement(scale=(0.4, 0.8), p=1.0)
+    place = RandomPlacement(scale=(0.4, 0.8), p=1.0, matte_p=0.0)
     clip = torch.randint(0, 256, (1, 3, 96, 120), dtype=torch.uint8).expand(4, 3, 96, 120).clone()
     corners, backgrounds = set(), set()
     for _ in range(60):
@@ -65,3 +66,85 @@ def test_cross_makes_stills_video_like_and_leaves_clips_to_the_crop() -> None:
     assert all(out.shape == (1, 3, 48, 48) for out in stills)
     assert sum(not bool((out == 200).all()) for out in stills) >= 10
     assert all(bool((out == 200).all()) and out.shape == (3, 3, 48, 48) for out in clips)
+
+
+def _square_on_plain(height: int = 48, width: int = 64, backdrop: int = 10) -> torch.Tensor:
+    """A photo of a bright square on a plain dark backdrop, touching the left border."""
+    clip = torch.full((1, 3, height, width), backdrop, dtype=torch.uint8)
+    clip[..., 16:32, 0:24] = 230
+    return clip
+
+
+def test_matte_keeps_the_object_and_drops_a_plain_backdrop() -> None:
+    alpha = matte(_square_on_plain())
+    assert alpha is not None and alpha.shape == (1, 1, 48, 64)
+    assert bool((alpha[..., 18:30, 0:22] == 1).all())  # the object, touching the border
+    assert float(alpha[..., :14, :].max()) == 0 and float(alpha[..., :, 26:].max()) == 0
+    # eroded by a pixel and feathered: the object's last two columns (22, 23) are soft, the
+    # backdrop's first (24) is transparent, so no fringe of the old backdrop is pasted
+    assert [round(float(a), 3) for a in alpha[0, 0, 24, 21:25]] == [1.0, 0.667, 0.333, 0.0]
+
+
+def test_matte_of_a_large_frame_is_made_small_and_scaled_up() -> None:
+    large = resize_to(_square_on_plain(), 192, 256)  # 4x: matted at 64 px, then resized
+    alpha = matte(large)
+    assert alpha is not None and alpha.shape == (1, 1, 192, 256)
+    assert bool((alpha[..., 72:120, 0:84] == 1).all())
+    assert float(alpha[..., :50, :].max()) == 0 and float(alpha[..., :, 104:].max()) == 0
+
+
+def test_matte_fills_the_object_where_it_has_the_backdrop_colour() -> None:
+    """A white shirt on white: its body, enclosed by a dark outline, stays opaque (a filled
+    silhouette), while the white around it goes."""
+    shirt = torch.full((1, 3, 64, 64), 250, dtype=torch.uint8)
+    shirt[..., 16:48, 16:48] = 60  # outline ...
+    shirt[..., 18:46, 18:46] = 245  # ... around a body of the backdrop's colour
+    alpha = matte(shirt)
+    assert alpha is not None
+    assert bool((alpha[..., 18:46, 18:46] == 1).all())
+    assert float(alpha[..., :14, :].max()) == 0
+
+
+def test_matte_refuses_what_is_not_an_object_on_a_studio_backdrop() -> None:
+    torch.manual_seed(5)
+    assert matte(torch.randint(0, 256, (1, 3, 60, 80), dtype=torch.uint8)) is None  # clutter
+    assert matte(torch.full((1, 3, 60, 80), 10, dtype=torch.uint8)) is None  # nothing on it
+    mid_grey = _square_on_plain(backdrop=128)  # a crop inside a grey object, more likely
+    assert matte(mid_grey) is None
+    coloured = _square_on_plain().clone()
+    coloured[:, 0] = 200  # a red border: a scene, not a studio backdrop
+    coloured[..., 16:32, 0:24] = 40
+    assert matte(coloured) is None
+    big = torch.full((1, 3, 48, 64), 10, dtype=torch.uint8)
+    big[..., 1:47, 1:63] = 230  # the object is the whole frame
+    assert matte(big) is None
+    assert matte(_square_on_plain(7, 7)) is None  # too small to tell
+
+
+def test_placement_with_matte_shows_the_new_background_around_the_object(monkeypatch) -> None:
+    """With a matte, the object's own backdrop is gone: away from the object the pasted area
+    shows the new background, the object's pixels are unchanged, and frames stay equal."""
+    canvas = torch.full((3, 3, 48, 64), 77, dtype=torch.uint8)
+    monkeypatch.setattr(RandomPlacement, "_background", staticmethod(lambda clip: canvas.clone()))
+    torch.manual_seed(6)
+    place = RandomPlacement(scale=(0.5, 0.9), p=1.0, matte_p=1.0)
+    clip = _square_on_plain(backdrop=0).expand(3, 3, 48, 64).clone()
+    for _ in range(20):
+        out = place(clip)
+        assert int((out.int() - 77).abs().le(1).sum()) > 0.7 * out.numel()  # mostly background
+        assert int((out == 0).sum()) == 0  # no pixel of the old black backdrop
+        assert int((out.int() - 230).abs().le(1).sum()) > 0  # the object is there
+        assert all(torch.equal(out[0], frame) for frame in out[1:])
+
+
+def test_placement_pastes_other_photos_whole_with_the_same_draws_as_without_a_matte() -> None:
+    torch.manual_seed(8)
+    busy = torch.randint(0, 256, (1, 3, 60, 80), dtype=torch.uint8)
+    torch.manual_seed(9)
+    with_matte = [RandomPlacement(p=1.0, matte_p=1.0)(busy) for _ in range(5)]
+    torch.manual_seed(9)
+    plain = []
+    for _ in range(5):
+        plain.append(RandomPlacement(p=1.0, matte_p=0.0)(busy))
+        torch.rand(())  # the matte's draw, which matte_p = 0 does not take
+    assert all(torch.equal(a, b) for a, b in zip(with_matte, plain))

@@ -1,11 +1,12 @@
 """Augmentations that carry a model across stills and clips.
 
 A photo shows its object large, centred and sharp; a frame of a video shows it smaller, off
-centre, blurred by motion, noisy and compressed. ``RandomPlacement`` zooms out (the object at a
-random smaller scale and place over a varied background) and ``VideoLikeDegradation`` blurs, adds
-sensor noise and JPEG-compresses, each drawn once per clip so every frame of a clip agrees.
-RandomResizedCrop's zoom-in covers the other direction (clips to stills). Inputs and outputs are
-uint8 clips (T, C, H, W).
+centre, over a scene, blurred by motion, noisy and compressed. ``RandomPlacement`` zooms out
+(the object at a random smaller scale and place over a varied background; from a plain studio
+backdrop, at times cut out) and ``VideoLikeDegradation`` blurs, adds sensor noise and
+JPEG-compresses, each drawn once per clip so every frame of a clip agrees. RandomResizedCrop's
+zoom-in covers the other direction (clips to stills). Inputs and outputs are uint8 clips
+(T, C, H, W).
 """
 
 from __future__ import annotations
@@ -22,15 +23,25 @@ class RandomPlacement:
     """With probability ``p``, shrink the clip to ``scale`` (a range of side fractions) and paste
     it at a uniform random position onto a background of the same size: a flat random colour,
     noise around one, or the clip itself stretched and blurred (context without its detail).
+    Of the clips placed, a share ``matte_p`` that show an object on a plain studio backdrop (a
+    product shot, a scan) are pasted through its matte (``plain_background_matte``), so the
+    object, not its rectangle, lies on the new background, as an object in a video lies on its
+    scene; other clips are pasted whole. Inputs are uint8 (T, C, H, W); the matte follows the
+    first frame, as for the stills ``cross`` places.
 
     Like torchvision's ``RandomZoomOut`` (SSD's "zoom out" augmentation, Liu et al., 2016) with
-    varied backgrounds instead of one fill value, so a model does not learn a border colour.
+    varied backgrounds instead of one fill value, so a model does not learn a border colour; the
+    matte stands in for the object masks of cut-paste augmentation (Dwibedi et al., 2017;
+    Ghiasi et al., 2021).
     """
 
-    def __init__(self, scale: tuple[float, float] = (0.4, 1.0), p: float = 0.5) -> None:
+    def __init__(self, scale: tuple[float, float] = (0.4, 1.0), p: float = 0.5,
+                 matte_p: float = 0.5) -> None:
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must be a range inside (0, 1], got {scale}")
-        self.scale, self.p = scale, p
+        if not 0 <= matte_p <= 1:
+            raise ValueError(f"matte_p must be a probability, got {matte_p}")
+        self.scale, self.p, self.matte_p = scale, p, matte_p
 
     def get_params(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(new_h, new_w, top, left) of the shrunk clip on the canvas: a log-uniform side
@@ -47,7 +58,13 @@ class RandomPlacement:
             return clip
         new_h, new_w, top, left = self.get_params(*clip.shape[-2:])
         canvas = self._background(clip)
-        canvas[..., top:top + new_h, left:left + new_w] = resize_to(clip, new_h, new_w)
+        small = resize_to(clip, new_h, new_w)
+        alpha = (plain_background_matte(small)
+                 if self.matte_p > 0 and torch.rand(()) < self.matte_p else None)
+        region = canvas[..., top:top + new_h, left:left + new_w]
+        if alpha is not None:  # the object alone over the new background, its photo's backdrop gone
+            small = (alpha * small + (1 - alpha) * region).round_().to(canvas.dtype)
+        region.copy_(small)
         return canvas
 
     @staticmethod
@@ -62,6 +79,80 @@ class RandomPlacement:
             return (colour + noise).clamp_(0, 255).to(torch.uint8).expand(t, c, h, w).clone()
         small = resize_to(clip, max(1, h // 16), max(1, w // 16))  # the clip's own colours
         return resize_to(small, h, w).clone()
+
+
+# A photo's backdrop is "plain" when most of its border (PLAIN_BORDER_SHARE of a 2-px ring)
+# lies within PLAIN_LEVELS (0-255, in every channel) of one colour, and that colour is a studio
+# backdrop's: near-neutral (channels within NEUTRAL_SPREAD) and dark or light (a channel mean
+# within BACKDROP_LEVELS of 0 or 255), as product shots, scans and MNIST-like sets have. A mid
+# grey or coloured border is more often a crop inside the object itself.
+PLAIN_BORDER_SHARE = 0.6
+PLAIN_LEVELS = 16.0
+NEUTRAL_SPREAD = 24.0
+BACKDROP_LEVELS = 48.0
+MATTE_COVERAGE = (0.05, 0.9)  # the matte's mean outside this: nothing sensible to cut out
+MATTE_SIDE = 64  # px: larger frames are matted at this longer side, the matte scaled up
+
+
+def plain_background_matte(clip: Tensor) -> Tensor | None:
+    """Soft matte (1, 1, H, W) in [0, 1] of the object on a plain backdrop, or None.
+
+    ``clip`` is uint8 (T, C, H, W); the matte comes from its first frame (for the stills
+    ``RandomPlacement`` gets in ``cross``, the only frame). The backdrop's colour is the median
+    of the 2-px border; None when it is not a plain studio backdrop (see ``PLAIN_BORDER_SHARE``)
+    or the matte covers too little or too much (``MATTE_COVERAGE``). The backdrop is what lies
+    within ``PLAIN_LEVELS`` of that colour AND is connected to the border, so an object's inner
+    parts of the backdrop's colour (a white shirt's body on white, the inside of a "0") stay
+    opaque: a filled silhouette. Its edge is eroded by one pixel and feathered by a 3x3 mean,
+    so no fringe of the old backdrop survives and the cut-out has soft edges. Frames larger
+    than ``MATTE_SIDE`` are matted at that size (a few ms) and the matte resized bilinearly.
+    """
+    h, w = clip.shape[-2:]
+    if min(h, w) < 8:
+        return None
+    scale = min(1.0, MATTE_SIDE / max(h, w))
+    frame = resize_to(clip[0], max(8, round(h * scale)), max(8, round(w * scale))).float()
+    backdrop = _plain_backdrop_colour(frame)
+    if backdrop is None:
+        return None
+    near = (frame - backdrop[:, None, None]).abs().amax(0) <= PLAIN_LEVELS  # (h, w)
+    pool = torch.nn.functional
+    solid = (~_connected_to_border(near)).float()[None, None]
+    eroded = -pool.max_pool2d(-solid, 3, stride=1, padding=1)
+    alpha = pool.avg_pool2d(eroded, 3, stride=1, padding=1, count_include_pad=False)
+    if not MATTE_COVERAGE[0] <= float(alpha.mean()) <= MATTE_COVERAGE[1]:
+        return None
+    return pool.interpolate(alpha, size=(h, w), mode="bilinear") if scale < 1 else alpha
+
+
+def _plain_backdrop_colour(frame: Tensor) -> Tensor | None:
+    """(C,) median colour of a float (C, H, W) frame's 2-px border if it is a plain studio
+    backdrop (module constants), else None."""
+    c = frame.shape[0]
+    border = torch.cat([frame[:, :2].reshape(c, -1), frame[:, -2:].reshape(c, -1),
+                        frame[:, :, :2].reshape(c, -1), frame[:, :, -2:].reshape(c, -1)], 1)
+    colour = border.median(dim=1).values  # (C,)
+    near = (border - colour[:, None]).abs().amax(0) <= PLAIN_LEVELS
+    level = float(colour.mean())
+    if (float(near.float().mean()) < PLAIN_BORDER_SHARE
+            or float(colour.max() - colour.min()) > NEUTRAL_SPREAD
+            or BACKDROP_LEVELS < level < 255 - BACKDROP_LEVELS):
+        return None
+    return colour
+
+
+def _connected_to_border(mask: Tensor) -> Tensor:
+    """The pixels of a bool (H, W) ``mask`` 8-connected to the image border through ``mask``:
+    a flood fill from the border by repeated 3x3 dilation inside the mask, until it stops."""
+    inside = mask.float()[None, None]
+    reach = torch.zeros_like(inside)
+    reach[..., 0, :], reach[..., -1, :] = inside[..., 0, :], inside[..., -1, :]
+    reach[..., :, 0], reach[..., :, -1] = inside[..., :, 0], inside[..., :, -1]
+    while True:
+        grown = torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * inside
+        if torch.equal(grown, reach):
+            return reach[0, 0].bool()
+        reach = grown
 
 
 class VideoLikeDegradation:
