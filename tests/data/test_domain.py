@@ -147,4 +147,4 @@ def test_placement_pastes_other_photos_whole_with_the_same_draws_as_without_a_ma
     for _ in range(5):
         plain.append(RandomPlacement(p=1.0, matte_p=0.0)(busy))
         torch.rand(())  # the matte's draw, which matte_p = 0 does not take
-    assert all(torch.equal(a, b) for a, b in zip(with_matte, plain))
+    assert all(torch.equal(a, b) for a, b in zip(with_matte, plain, strict=True))
