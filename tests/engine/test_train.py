@@ -349,3 +349,50 @@ def test_the_frames_folder_goes_when_training_fails_and_an_unwritable_cache_cost
     monkeypatch.setattr(reporter, "warning", warnings.append)
     result = fit(_cfg(tiny_dataset, tmp_path / "run2", modality="video", val_split=0.0), reporter)
     assert result.history and any("cannot keep decoded frames" in w for w in warnings)
+
+
+def test_frames_folders_of_runs_that_are_over_are_removed_and_live_ones_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed without cleaning up (SIGTERM, SIGKILL, out of memory) leaves its frames
+    folder; the next run on the host removes it, but never a live run's, and another host's
+    only when it is two days old."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import xmodal.engine.train as train_mod
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead_pid = int(ended.stdout)  # a process that has exited
+    host = train_mod._host()
+    parent = tmp_path / "frames"
+    names = {"killed": f"run-{host}-{dead_pid}-ab12cd_3", "live": f"run-{host}-{os.getpid()}-x1",
+             "other_host": f"run-elsewhere-{dead_pid}-q9", "old_other": f"run-elsewhere-{dead_pid}-zz",
+             "legacy_new": "run-k2j4h5g6", "legacy_old": "run-a1b2c3d4"}
+    for name in names.values():
+        (parent / name).mkdir(parents=True)
+        (parent / name / "clip.npy").write_bytes(b"frames")
+    old = time.time() - train_mod.STALE_FRAMES_S - 60
+    for key in ("old_other", "legacy_old"):
+        os.utime(parent / names[key], (old, old))
+    train_mod._remove_stale(parent)
+    left = {key for key, name in names.items() if (parent / name).exists()}
+    assert left == {"live", "other_host", "legacy_new"}
+
+
+def test_a_runs_frames_folder_names_its_host_and_process(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import xmodal.engine.train as train_mod
+
+    monkeypatch.setenv("XMODAL_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tiny_dataset, tmp_path / "run", modality="video")
+    with train_mod._frame_cache_folder(cfg, None) as folder:
+        assert folder is not None
+        assert Path(folder).name.startswith(f"run-{train_mod._host()}-{os.getpid()}-")
+        train_mod._remove_stale(Path(folder).parent)  # its own folder is a live run's
+        assert Path(folder).is_dir()
+    assert not Path(folder).exists()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -203,14 +206,15 @@ def fit(cfg: TrainConfig, reporter: Reporter | None = None, *, resume: bool = Fa
     resolved ``config.yaml``, ``metrics.jsonl`` and ``last/`` for ``--resume``.
     ``stop_after`` ends the run after that many epochs, as an interruption would.
     Training videos decoded once (``frame_cache``) live in a folder of xmodal's cache
-    (``frames/run-*``) removed when the run returns or raises; one left by a killed process is
-    removed by a run two days later.
+    (``frames/run-HOST-PID-*``) removed when the run returns or raises; one left by a killed
+    process (SIGTERM, SIGKILL, out of memory) is removed by the next run on the same host, and
+    one of another host after two days.
     """
     with _frame_cache_folder(cfg, reporter) as frames:
         return _fit(cfg, reporter, resume=resume, stop_after=stop_after, frame_cache_root=frames)
 
 
-STALE_FRAMES_S = 2 * 86400  # a frames/run-* folder untouched this long was left by a killed run
+STALE_FRAMES_S = 2 * 86400  # another host's frames/run-* folder untouched this long is left over
 
 
 @contextlib.contextmanager
@@ -226,7 +230,8 @@ def _frame_cache_folder(cfg: TrainConfig, reporter: Reporter | None) -> Iterator
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(parent)
-        folder = tempfile.TemporaryDirectory(prefix="run-", dir=parent, ignore_cleanup_errors=True)
+        folder = tempfile.TemporaryDirectory(prefix=f"run-{_host()}-{os.getpid()}-", dir=parent,
+                                             ignore_cleanup_errors=True)
     except OSError as exc:
         if reporter is not None:
             reporter.warning(f"{parent}: cannot keep decoded frames ({exc.strerror or exc}); "
@@ -237,12 +242,34 @@ def _frame_cache_folder(cfg: TrainConfig, reporter: Reporter | None) -> Iterator
         yield path
 
 
+def _host() -> str:
+    """This machine's name as it appears in frames folders (letters, digits, '.', '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+
+
 def _remove_stale(parent: Path) -> None:
-    now = time.time()
+    """Remove ``run-*`` folders whose run is over: made on this host by a process that no longer
+    exists, or (another host's, or named before the owner was recorded) untouched for
+    ``STALE_FRAMES_S``. A live run's folder removed by mistake only costs it speed: its cache
+    then decodes every epoch (``FrameCache`` never recreates its root)."""
+    now, host = time.time(), _host()
     for old in parent.glob("run-*"):
         with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > STALE_FRAMES_S:
+            owner, _, pid = old.name[len("run-"):].rpartition("-")[0].rpartition("-")
+            dead = owner == host and pid.isdigit() and not _process_exists(int(pid))
+            if dead or now - old.stat().st_mtime > STALE_FRAMES_S:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_after: int | None,
