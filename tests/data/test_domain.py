@@ -7,7 +7,7 @@ import torch
 
 from xmodal.data.domain import RandomPlacement, VideoLikeDegradation
 from xmodal.data.domain import plain_background_matte as matte
-from xmodal.data.transforms import resize_to, train_transform
+from xmodal.data.transforms import resize_to, train_transform, zoom_out_transform
 
 
 def test_zoom_out_keeps_the_whole_clip_smaller_and_inside() -> None:
@@ -66,6 +66,53 @@ def test_cross_makes_stills_video_like_and_leaves_clips_to_the_crop() -> None:
     assert all(out.shape == (1, 3, 48, 48) for out in stills)
     assert sum(not bool((out == 200).all()) for out in stills) >= 10
     assert all(bool((out == 200).all()) and out.shape == (3, 3, 48, 48) for out in clips)
+
+
+QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
+
+
+def _quadrants(size: int = 64) -> torch.Tensor:
+    """A still of four pure-colour quadrants (red, green, blue, white): none is black."""
+    clip = torch.zeros((1, 3, size, size), dtype=torch.uint8)
+    half = size // 2
+    for (top, left), colour in zip(((0, 0), (0, half), (half, 0), (half, half)), QUADRANTS, strict=True):
+        clip[0, :, top:top + half, left:left + half] = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
+    return clip
+
+
+def _shows(out: torch.Tensor, colour: tuple[int, int, int]) -> bool:
+    return bool(((out[0].int() - torch.tensor(colour).view(3, 1, 1)).abs().amax(0) < 30).any())
+
+
+def test_cross_zooms_out_whole_stills_and_zooms_in_the_others(monkeypatch) -> None:
+    """With a black scene and no degradation, an output with black pixels is a zoom-out: it must
+    show all four quadrants (the still's centre is kept), however the crop fell. The others are
+    zoom-ins (no scene). Before: the zoom-out shrank a crop of a quarter of the still, which
+    could show two quadrants or one."""
+    monkeypatch.setattr(RandomPlacement, "_background",
+                        staticmethod(lambda clip: torch.zeros_like(clip)))
+    monkeypatch.setattr(VideoLikeDegradation, "__call__", lambda self, clip: clip)
+    torch.manual_seed(6)
+    transform = train_transform(48, "cross")
+    zoomed_out = 0
+    for _ in range(80):
+        out = transform(_quadrants())
+        if bool((out == 0).all(dim=1).any()):
+            zoomed_out += 1
+            assert all(_shows(out, colour) for colour in QUADRANTS)
+    assert 25 <= zoomed_out <= 55  # half the stills, give or take the draws
+
+
+def test_zoom_out_keeps_the_still_s_centre_on_a_new_scene(monkeypatch) -> None:
+    monkeypatch.setattr(RandomPlacement, "_background",
+                        staticmethod(lambda clip: torch.zeros_like(clip)))
+    torch.manual_seed(7)
+    zoom_out = zoom_out_transform(40)
+    for _ in range(40):
+        out = zoom_out(_quadrants(64).expand(3, 3, 64, 64).clone())
+        assert out.shape == (3, 3, 40, 40)
+        assert all(_shows(out, colour) for colour in QUADRANTS)
+        assert all(torch.equal(out[0], frame) for frame in out[1:])
 
 
 def _square_on_plain(height: int = 48, width: int = 64, backdrop: int = 10) -> torch.Tensor:

@@ -107,27 +107,50 @@ def train_transform(size: int, preset: str = "cross") -> ClipTransform:
 # RandomResizedCrop's area range in "cross": ImageNet's (0.08, 1) is made for training from
 # scratch on large photos; few-shot fine-tuning on small objects keeps at least a quarter.
 CROSS_CROP_SCALE = (0.25, 1.0)
+# Before a zoom-out, only a mild crop (area 0.64-1: both sides above half the still's, so the
+# still's centre stays in), so the object shrunk onto a scene is whole, as in a video frame.
+ZOOM_OUT_CROP_SCALE = (0.64, 1.0)
 
 
 def cross_transform(size: int) -> ClipTransform:
-    """A still (T = 1) is made video-like: a random resized crop and flip, then zoomed out over
-    a varied background and degraded (blur, noise, JPEG). A clip (T > 1) is resized and
-    centre-cropped as evaluation does, and flipped: a video's frames already vary, and
-    cropping them measured worse (tools/bench_accuracy.py --quick, clips-trained, 10 per class:
-    Fashion-MNIST stills / clips 0.43 / 0.57 without augmentation, 0.41 / 0.43 with crop and flip,
-    0.38 / 0.43 with the still steps too; digits 0.51 / 0.70, 0.57 / 0.47, 0.49 / 0.59)."""
+    """A still (T = 1) is made video-like: half the time zoomed in (a random resized crop, area
+    0.25-1), half the time zoomed out whole (a mild crop, area 0.64-1, then shrunk onto a varied
+    background, ``RandomPlacement``); then flipped and degraded (blur, noise, JPEG). Zooming out
+    a still that a crop has already cut measured worse (tools/bench_accuracy.py, stills-trained,
+    10 per class, 3 seeds: stills / clips 0.839 / 0.375 digits, 0.753 / 0.540 Fashion-MNIST
+    with the crop always before the zoom-out; 0.881 / 0.470 and 0.750 / 0.583 with the choice;
+    docs/accuracy.md). A clip (T > 1) is resized and centre-cropped as evaluation does, and
+    flipped: a video's frames already vary, and cropping them measured worse
+    (tools/bench_accuracy.py --quick, clips-trained, 10 per class: Fashion-MNIST stills / clips
+    0.43 / 0.57 without augmentation, 0.41 / 0.43 with crop and flip, 0.38 / 0.43 with the still
+    steps too; digits 0.51 / 0.70, 0.57 / 0.47, 0.49 / 0.59)."""
     from torchvision.transforms import v2
 
-    from xmodal.data.domain import RandomPlacement, VideoLikeDegradation
+    from xmodal.data.domain import VideoLikeDegradation
 
-    still = v2.Compose([v2.RandomResizedCrop(size, scale=CROSS_CROP_SCALE, antialias=True),
-                        v2.RandomHorizontalFlip(), RandomPlacement(), VideoLikeDegradation()])
+    zoom_in = v2.RandomResizedCrop(size, scale=CROSS_CROP_SCALE, antialias=True)
+    zoom_out = zoom_out_transform(size)
+    still = v2.Compose([v2.RandomChoice([zoom_in, zoom_out]), v2.RandomHorizontalFlip(),
+                        VideoLikeDegradation()])
     clip_steps = v2.Compose([eval_transform(size), v2.RandomHorizontalFlip()])
 
     def transform(clip: Tensor) -> Tensor:
         return still(clip) if clip.shape[0] == 1 else clip_steps(clip)
 
     return transform
+
+
+def zoom_out_transform(size: int) -> ClipTransform:
+    """``cross``'s zoom-out: a mild random resized crop (area ``ZOOM_OUT_CROP_SCALE``) to
+    ``size``, then always ``RandomPlacement`` (shrunk to 0.4-1 of the side onto a new
+    background, cut out of a plain backdrop half the time). (T, C, H, W) uint8 in, (T, C,
+    size, size) out."""
+    from torchvision.transforms import v2
+
+    from xmodal.data.domain import RandomPlacement
+
+    return v2.Compose([v2.RandomResizedCrop(size, scale=ZOOM_OUT_CROP_SCALE, antialias=True),
+                       RandomPlacement(p=1.0)])
 
 
 BatchMixer = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
