@@ -10,7 +10,7 @@ from xmodal.checkpoint import load_checkpoint
 from xmodal.config import load_config
 from xmodal.engine.predict import load, load_model
 from xmodal.engine.reporting import Reporter
-from xmodal.engine.train import fit, resume_config
+from xmodal.engine.train import chance_warning, fit, resume_config
 from xmodal.errors import DatasetError
 
 
@@ -396,3 +396,42 @@ def test_a_runs_frames_folder_names_its_host_and_process(
         train_mod._remove_stale(Path(folder).parent)  # its own folder is a live run's
         assert Path(folder).is_dir()
     assert not Path(folder).exists()
+
+
+def _history(losses: list[float], accs: list[float]) -> list[dict[str, float]]:
+    return [{"epoch": i + 1, "train_loss": loss, "train_acc": acc}
+            for i, (loss, acc) in enumerate(zip(losses, accs, strict=True))]
+
+
+def test_a_run_that_learned_nothing_is_named_and_one_that_learned_is_not() -> None:
+    # digits, 10 classes, freeze_bn_stats at lr 1e-3 (measured 2026-12-03): loss stayed at ln 10
+    stuck = _history([2.3409, 2.3525, 2.3074, 2.2962, 2.3038], [0.07, 0.11, 0.06, 0.12, 0.13])
+    message = chance_warning(stuck, 10)
+    assert message and "did not learn" in message and "2.30" in message and "--lr" in message
+    # the same at lr 1e-4: slow, but learning
+    slow = _history([2.32, 2.28, 2.09, 1.84, 1.58], [0.11, 0.13, 0.31, 0.46, 0.54])
+    assert chance_warning(slow, 10) is None
+    # a hard two-class task: loss below 95% of ln 2, accuracy under 0.75
+    assert chance_warning(_history([0.69, 0.64], [0.52, 0.66]), 2) is None
+    assert chance_warning(_history([0.7, 0.69], [0.5, 0.55]), 2)
+    # multi-label records (F1) and one class: nothing to say
+    assert chance_warning([{"epoch": 1, "train_loss": 0.7, "train_f1": 0.1}], 5) is None
+    assert chance_warning(stuck, 1) is None
+
+
+def test_training_warns_when_the_run_learned_nothing(tiny_dataset: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmodal.engine.train as train_mod
+
+    seen: list[tuple[int, int]] = []
+
+    def stuck(history: list[dict], classes: int) -> str:
+        seen.append((len(history), classes))
+        return "training did not learn"
+
+    monkeypatch.setattr(train_mod, "chance_warning", stuck)
+    warnings: list[str] = []
+    reporter = Reporter()
+    monkeypatch.setattr(reporter, "warning", warnings.append)
+    fit(_cfg(tiny_dataset, tmp_path / "run", modality="image", input_size=64), reporter)
+    assert seen == [(1, 3)] and warnings == ["training did not learn"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -398,6 +399,9 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
 
     if state.skipped:
         reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
+    stuck = chance_warning(state.history, len(split.classes))
+    if stuck:
+        reporter.warning(stuck)
     calibration = None
     if split.val:
         def val_logits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -410,6 +414,25 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     best_acc = best if split.val else None
     return FitResult(run_dir, best_acc, state.best_epoch, state.history, sorted(state.skipped),
                      calibration)
+
+
+def chance_warning(history: list[dict[str, Any]], num_classes: int) -> str | None:
+    """A warning when a single-label run learned nothing, else None: its lowest training loss
+    stayed at 95% or more of ln K, the cross-entropy of a uniform guess over K classes, and its
+    best training accuracy under 1.5 / K. Its checkpoint guesses. Causes seen: a learning rate
+    too high for frozen BatchNorm statistics (``freeze_bn_stats`` at the default 1e-3), labels
+    that do not follow the files."""
+    losses = [r["train_loss"] for r in history if "train_acc" in r]
+    if num_classes < 2 or not losses:
+        return None
+    uniform = math.log(num_classes)
+    accuracy = max(r["train_acc"] for r in history if "train_acc" in r)
+    if min(losses) < 0.95 * uniform or accuracy >= 1.5 / num_classes:
+        return None
+    return (f"training did not learn: the training loss stayed at {min(losses):.2f} (a uniform "
+            f"guess over {num_classes} classes scores ln {num_classes} = {uniform:.2f}) and the "
+            f"training accuracy at {accuracy:.2f}; the saved model guesses. Try a lower --lr "
+            f"(with freeze_bn_stats, about a tenth) and check the labels")
 
 
 def _calibrate(model: nn.Module, run_dir: Path,
