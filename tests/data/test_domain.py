@@ -115,6 +115,18 @@ def test_zoom_out_keeps_the_still_s_centre_on_a_new_scene(monkeypatch) -> None:
         assert all(torch.equal(out[0], frame) for frame in out[1:])
 
 
+def test_the_crop_before_a_zoom_out_keeps_the_middle_of_the_still(monkeypatch) -> None:
+    """Four 4-px marks at 0.38 and 0.62 of a 64-px still's sides survive every crop of area
+    0.64-1 (each side keeps 41 px or more); crops of area 0.25-1 lose some."""
+    monkeypatch.setattr(RandomPlacement, "__call__", lambda self, clip: clip)  # the crop alone
+    still = torch.full((1, 3, 64, 64), 128, dtype=torch.uint8)
+    for (top, left), colour in zip(((24, 24), (24, 36), (36, 24), (36, 36)), QUADRANTS, strict=True):
+        still[0, :, top:top + 4, left:left + 4] = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
+    torch.manual_seed(8)
+    zoom_out = zoom_out_transform(40)
+    assert all(all(_shows(zoom_out(still), c) for c in QUADRANTS) for _ in range(100))
+
+
 def _square_on_plain(height: int = 48, width: int = 64, backdrop: int = 10) -> torch.Tensor:
     """A photo of a bright square on a plain dark backdrop, touching the left border."""
     clip = torch.full((1, 3, height, width), backdrop, dtype=torch.uint8)

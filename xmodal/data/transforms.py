@@ -107,14 +107,15 @@ def train_transform(size: int, preset: str = "cross") -> ClipTransform:
 # RandomResizedCrop's area range in "cross": ImageNet's (0.08, 1) is made for training from
 # scratch on large photos; few-shot fine-tuning on small objects keeps at least a quarter.
 CROSS_CROP_SCALE = (0.25, 1.0)
-# Before a zoom-out, only a mild crop (area 0.64-1: both sides above half the still's, so the
-# still's centre stays in), so the object shrunk onto a scene is whole, as in a video frame.
+# Before a zoom-out, only a mild crop (area 0.64-1: each side keeps at least 0.64 of the
+# still's, and torchvision falls back to a centre crop), so the middle of the still stays in and
+# the object shrunk onto a scene is nearly whole, as in a video frame.
 ZOOM_OUT_CROP_SCALE = (0.64, 1.0)
 
 
 def cross_transform(size: int) -> ClipTransform:
     """A still (T = 1) is made video-like: half the time zoomed in (a random resized crop, area
-    0.25-1), half the time zoomed out whole (a mild crop, area 0.64-1, then shrunk onto a varied
+    0.25-1), half the time zoomed out nearly whole (a mild crop, area 0.64-1, then shrunk onto a varied
     background, ``RandomPlacement``); then flipped and degraded (blur, noise, JPEG). Zooming out
     a still that a crop has already cut measured worse (tools/bench_accuracy.py, stills-trained,
     10 per class, 3 seeds: stills / clips 0.839 / 0.375 digits, 0.753 / 0.540 Fashion-MNIST

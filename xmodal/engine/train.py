@@ -399,9 +399,11 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
 
     if state.skipped:
         reporter.warning(f"{len(state.skipped)} file(s) could not be decoded and were skipped")
-    stuck = chance_warning(state.history, len(split.classes))
+    stuck = None if cfg.multi_label or mixer is not None else chance_warning(
+        state.history, _guess_prior(cfg, split))
     if stuck:
-        reporter.warning(stuck)
+        hint = " (freeze_bn_stats needs about a tenth of the default --lr)" if cfg.freeze_bn_stats else ""
+        reporter.warning(stuck + hint)
     calibration = None
     if split.val:
         def val_logits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -416,23 +418,44 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
                      calibration)
 
 
-def chance_warning(history: list[dict[str, Any]], num_classes: int) -> str | None:
-    """A warning when a single-label run learned nothing, else None: its lowest training loss
-    stayed at 95% or more of ln K, the cross-entropy of a uniform guess over K classes, and its
-    best training accuracy under 1.5 / K. Its checkpoint guesses. Causes seen: a learning rate
-    too high for frozen BatchNorm statistics (``freeze_bn_stats`` at the default 1e-3), labels
-    that do not follow the files."""
-    losses = [r["train_loss"] for r in history if "train_acc" in r]
-    if num_classes < 2 or not losses:
+def _guess_prior(cfg: TrainConfig, split: Any) -> list[float]:
+    """The class shares a constant guess follows under ``cfg.balance`` (see chance_warning)."""
+    from xmodal.data.balance import class_counts
+
+    k = len(split.classes)
+    if cfg.balance != "none":
+        return [1.0 / k] * k
+    counts = class_counts([s.label for s in split.train], k)
+    return [float(c) / max(1, int(counts.sum())) for c in counts]
+
+
+def chance_warning(history: list[dict[str, Any]], prior: list[float]) -> str | None:
+    """A one-line warning when a single-label run learned nothing, else None.
+
+    ``prior``: the class shares a constant guess would follow, summing to 1 (uniform when the
+    loss or the sampler balances the classes, the training set's shares otherwise). A run
+    learned nothing when its training loss never fell below 95% of the prior's entropy (the
+    cross-entropy of always guessing the prior: ln K for uniform) and its best training
+    accuracy stayed under min(1.5 p, p + 0.1), p the largest share; a loss that is not finite
+    (NaN, inf) is named as divergence. Causes seen: a learning rate too high for frozen
+    BatchNorm statistics (``freeze_bn_stats`` at the default 1e-3). Records without
+    ``train_acc`` (multi-label runs report F1) are not judged.
+    """
+    records = [r for r in history if "train_acc" in r]
+    if len(prior) < 2 or not records:
         return None
-    uniform = math.log(num_classes)
-    accuracy = max(r["train_acc"] for r in history if "train_acc" in r)
-    if min(losses) < 0.95 * uniform or accuracy >= 1.5 / num_classes:
+    losses = [float(r["train_loss"]) for r in records]
+    if not all(math.isfinite(loss) for loss in losses):
+        bad = next(v for v in losses if not math.isfinite(v))
+        return f"training diverged: the training loss became {bad}; try a lower --lr"
+    floor = -sum(p * math.log(p) for p in prior if p > 0)
+    top = max(prior)
+    accuracy = max(float(r["train_acc"]) for r in records)
+    if min(losses) < 0.95 * floor or accuracy >= min(1.5 * top, top + 0.1):
         return None
-    return (f"training did not learn: the training loss stayed at {min(losses):.2f} (a uniform "
-            f"guess over {num_classes} classes scores ln {num_classes} = {uniform:.2f}) and the "
-            f"training accuracy at {accuracy:.2f}; the saved model guesses. Try a lower --lr "
-            f"(with freeze_bn_stats, about a tenth) and check the labels")
+    return (f"training did not learn: the training loss never fell below {min(losses):.2f} (a "
+            f"constant guess scores {floor:.2f}) and training accuracy stayed at {accuracy:.2f}; "
+            "try a lower --lr and check the labels")
 
 
 def _calibrate(model: nn.Module, run_dir: Path,
