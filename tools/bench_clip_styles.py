@@ -12,7 +12,7 @@ RUN is a model trained on the dataset's classes (for example ``xmodal train --da
    same files) and the accuracy is split by what ``_bench_clips.draw_spec`` drew for each clip:
    background, object scale, motion, blur, sensor noise.
 2. **One factor at a time:** test images are rendered again with every style factor fixed
-   (still, upright, no blur or noise, 12 frames at a high bitrate) but one: the object on black
+   (still, upright, no blur or noise, at most 12 frames, a high bitrate) but one: the object on black
    at 0.9 and 0.6 of the frame's short side, on a light plain colour, on colour noise, on a
    real photo (grass). A drop from the first row to another names what costs accuracy.
 
@@ -56,8 +56,9 @@ class StylesError(Exception):
 
 
 def style_of(spec: clips.ClipSpec) -> dict[str, str]:
-    """The factors a clip is grouped by: background, scale bin (mean side / short side),
-    motion, blur, noise."""
+    """The factors a clip is grouped by: background, scale bin (the drawn side / short side,
+    mean of first and last frame; ``track`` shrinks a turned object a little more), motion,
+    blur, noise."""
     scale = float(np.mean(spec.scale))
     return {"background": spec.background,
             "scale": next(name for low, high, name in SCALE_BINS if low <= scale < high),
@@ -76,6 +77,14 @@ def by_style(styles: list[dict[str, str]], correct: list[bool]) -> dict[str, dic
             for factor, values in groups.items()}
 
 
+def spread(indices: list[int], classes: int, count: int) -> list[int]:
+    """``count`` of ``indices`` (class-major: equal runs per class) taken round-robin over the
+    classes, so every class gets its share (one more for the first ``count % classes``)."""
+    per_class = len(indices) // max(1, classes)
+    order = [indices[c * per_class + j] for j in range(per_class) for c in range(classes)]
+    return order[:count]
+
+
 def clean_spec(spec: clips.ClipSpec, **overrides: Any) -> clips.ClipSpec:
     """``spec`` still, upright, sharp, noiseless, 12 frames or fewer at 2 bits per pixel per frame,
     then ``overrides``."""
@@ -86,12 +95,13 @@ def clean_spec(spec: clips.ClipSpec, **overrides: Any) -> clips.ClipSpec:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Where a model loses on the accuracy suite's clips.")
     parser.add_argument("run", help="a trained run (or export) whose classes are the dataset's")
     parser.add_argument("--dataset", default="digits", choices=list(datasets.DATASETS))
     parser.add_argument("--test-clips", type=int, help="test clips per class [the suite's]")
     parser.add_argument("--renders", type=int, default=100,
-                        help="test images rendered again per factor (0: none) [100]")
+                        help="test images rendered again per factor, spread over the classes, at "
+                             "most the test clips (0: none) [100]")
     parser.add_argument("--cache", type=Path, default=datasets.default_cache())
     parser.add_argument("--fashion-mnist", type=Path, help="Fashion-MNIST files, if not the Debian package")
     parser.add_argument("--out", type=Path, help="write the tables as JSON here")
@@ -99,10 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xmodal.errors import XmodalError
+
     args = parse_args(argv)
     try:
+        if args.out and not args.out.parent.is_dir():
+            raise StylesError(f"{args.out}: its folder does not exist")
         report = run(args)
-    except (StylesError, datasets.DatasetUnavailable) as exc:
+    except (StylesError, datasets.DatasetUnavailable, XmodalError) as exc:
         print(f"bench_clip_styles: {exc}", file=sys.stderr)
         return 2
     if args.out:
@@ -137,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for factor, values in report["by_style"].items():
         print(f"  {factor}: " + ", ".join(f"{v} {a:.2f} ({n})" for v, (a, n) in values.items()))
     if args.renders:
-        picked = indices[::max(1, len(indices) // args.renders)][:args.renders]
+        picked = spread(indices, len(ds.classes), args.renders)
         report["one_factor"] = {}
         with tempfile.TemporaryDirectory(prefix="clip-styles-") as tmp:
             for name, overrides in FACTORS.items():
@@ -154,6 +168,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _correct(model: Any, ds: datasets.BenchDataset, indices: list[int], paths: list[Path]) -> list[bool]:
     records = model.predict([str(p) for p in paths])
+    failed = next((r for r in records if "error" in r), None)
+    if failed:
+        raise StylesError(f"{failed['path']}: {failed['error']}")
     return [r.get("label") == ds.classes[int(ds.labels[i])] for r, i in zip(records, indices, strict=True)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,12 +27,23 @@ def test_clips_are_grouped_by_what_their_style_drew() -> None:
     found = [styles.style_of(s) for s in specs]
     assert {f["background"] for f in found} == {"photo", "noise", "plain"}
     for spec, style in zip(specs, found, strict=True):
-        low, high = {"0.40-0.55": (0, 0.55), "0.55-0.70": (0.55, 0.7), "0.70-0.90": (0.7, 1)}[style["scale"]]
-        assert low <= np.mean(spec.scale) < high
         assert style["blur"] == ("yes" if spec.blur else "no") and style["motion"] == spec.motion
+    bins = {scale: styles.style_of(dataclasses.replace(specs[0], scale=(scale, scale)))["scale"]
+            for scale in (0.4, 0.549, 0.55, 0.7, 0.9)}
+    assert bins == {0.4: "0.40-0.55", 0.549: "0.40-0.55", 0.55: "0.55-0.70", 0.7: "0.70-0.90",
+                    0.9: "0.70-0.90"}
     table = styles.by_style([{"background": "photo"}, {"background": "photo"}, {"background": "plain"}],
                             [True, False, True])
     assert table == {"background": {"photo": [0.5, 2], "plain": [1.0, 1]}}
+
+
+def test_renders_are_spread_over_the_classes() -> None:
+    indices = [100 * c + j for c in range(10) for j in range(20)]  # class-major, 20 per class
+    for count in (2, 30, 60, 150):
+        picked = styles.spread(indices, 10, count)
+        per_class = [sum(1 for i in picked if i // 100 == c) for c in range(10)]
+        assert len(picked) == count and max(per_class) - min(per_class) <= 1
+    assert styles.spread(indices[:10], 10, 100) == indices[:10]  # at most the test clips
 
 
 def test_a_clean_render_changes_only_what_it_is_asked_to() -> None:
@@ -68,3 +80,8 @@ def test_end_to_end_prints_both_tables_and_refuses_a_run_of_other_classes(tmp_pa
                              timeout=300, env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().count("\n") == 0 and "are not digits'" in refused.stderr
+    for argv, message in (([str(tmp_path / "missing")], "missing"),
+                          ([str(run), "--out", str(tmp_path / "no" / "s.json")], "folder does not exist")):
+        bad = subprocess.run([*base, *argv, "--renders", "0"], capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and message in bad.stderr
