@@ -447,3 +447,17 @@ def test_training_warns_when_the_run_learned_nothing(tiny_dataset: Path, tmp_pat
         reporter)
     assert seen == [(1, [1 / 3] * 3)]
     assert warnings == ["training did not learn (freeze_bn_stats needs about a tenth of the default --lr)"]
+
+
+def test_a_resume_asking_for_no_more_epochs_than_done_says_so(tiny_dataset: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_steps can stretch a tiny run past the epochs a later --resume --epochs asks for."""
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, modality="image", input_size=64, epochs=1, min_steps=4))
+    assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 2
+    warnings: list[str] = []
+    reporter = Reporter()
+    monkeypatch.setattr(reporter, "warning", warnings.append)
+    result = fit(resume_config(out, epochs=2), reporter, resume=True)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert any("already trained 2 epochs" in w and "--epochs above 2" in w for w in warnings)

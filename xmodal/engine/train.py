@@ -344,6 +344,10 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
+        if state.epoch >= cfg.epochs:
+            reporter.warning(f"{run_dir}: already trained {state.epoch} epochs (a small data set's "
+                             f"min_steps can add epochs to those asked for), so --epochs "
+                             f"{cfg.epochs} trains none; pass --epochs above {state.epoch}")
     elif cfg.finetune == "lp-ft":
         _fit_head_first(model, split, cfg, pcfg, device, reporter)
     # The resolved T of training clips and validation fraction are written down, so a resume (or
