@@ -10,7 +10,8 @@ Measured side by side in one run, on a generated two-class folder of H.264 clips
                   train_one_epoch
   fit, no frame cache   the same with --no-frame-cache: every epoch decodes every video
   compute only    train_one_epoch on batches already on the device (same model,
-                  optimiser, loss and step code, same T; no decoding)
+                  optimiser, loss and step code, same T and frozen layers; no decoding);
+                  a row with every encoder layer training (--frozen-stride 0) beside it
 
 Precisions: fp32 everywhere; bf16 autocast only on CUDA. xmodal keeps every model in
 channels_last memory; an extra compute row shows fp32 in NCHW for comparison.
@@ -90,13 +91,14 @@ def timing_train_loop(log: list[dict[str, float]]) -> Iterator[None]:
 
 
 def make_cfg(folder: Path, out: Path, args: argparse.Namespace, device: str, precision: str,
-             frame_cache: bool = True):
+             frame_cache: bool = True, frozen_stride: int | None = None):
     from xmodal.config import load_config
 
     return load_config(None, data=str(folder), modality="video", backbone=ENCODER,
                        epochs=args.epochs, batch_size=args.batch_size, workers=args.workers,
                        val_split=0.0, frames=8, seed=0, out=str(out), device=device,
-                       precision=precision, min_steps=0, frame_cache=frame_cache)
+                       precision=precision, min_steps=0, frame_cache=frame_cache,
+                       frozen_stride=frozen_stride)
 
 
 def run_fit(folder: Path, out: Path, args: argparse.Namespace, device: str,
@@ -116,21 +118,24 @@ def run_fit(folder: Path, out: Path, args: argparse.Namespace, device: str,
 
 
 def run_compute(args: argparse.Namespace, device_name: str, precision: str, *,
-                nchw: bool = False, compile: bool = False) -> float:
-    """frames/s of train_one_epoch on device-resident uint8 batches (no decoding); with
-    ``compile``, xmodal's torch.compile of the encoder, timed after its compiling warm-up."""
+                nchw: bool = False, compile: bool = False, frozen_stride: int | None = None) -> float:
+    """frames/s of train_one_epoch on device-resident uint8 batches (no decoding), with the
+    encoder frozen up to the video default's output stride (or ``frozen_stride``) as fit
+    freezes it; with ``compile``, xmodal's torch.compile of the encoder, timed after its
+    compiling warm-up."""
     import torch
     from torch import nn
 
-    from xmodal.engine.optim import build_optimizer, build_scheduler
+    from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, stride_prefix
     from xmodal.engine.runtime import prepare_model, resolve_device, use_bf16
     from xmodal.engine.train import train_one_epoch
     from xmodal.models import build_classifier
 
     device = resolve_device(device_name)
-    cfg = make_cfg(Path("."), Path("."), args, device_name, precision)
-    model = prepare_model(build_classifier(ENCODER, 2, dropout=cfg.dropout), device,
-                          compile=compile)
+    cfg = make_cfg(Path("."), Path("."), args, device_name, precision, frozen_stride=frozen_stride)
+    model = build_classifier(ENCODER, 2, dropout=cfg.dropout)
+    apply_freezing(model, cfg, 0, stride_prefix(model, cfg.frozen_stride_for_training))
+    model = prepare_model(model, device, compile=compile)
     if nchw:
         model = model.to(memory_format=torch.contiguous_format)
     optimizer = build_optimizer(model, cfg)
@@ -184,6 +189,7 @@ def main() -> None:
     from xmodal.config import TrainConfig
 
     args.train_frames = TrainConfig(frames=8).clip_frames_for_training  # the default T_train
+    default_stride = TrainConfig(modality="video").frozen_stride_for_training
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device")
@@ -214,6 +220,8 @@ def main() -> None:
         rows.insert(1, _row(f"{device} fp32, --no-frame-cache", uncached, results["fp32"][1]))
         print(f"  {device} fp32 NCHW: compute only ...", flush=True)
         extra = run_compute(args, device, "fp32", nchw=True)
+        print(f"  {device} fp32, every layer trains (--frozen-stride 0): compute only ...", flush=True)
+        unfrozen = run_compute(args, device, "fp32", frozen_stride=0)
         options = {}
         if args.cpu_options and not cuda:
             print("  cpu bf16 autocast: compute only ...", flush=True)
@@ -224,7 +232,8 @@ def main() -> None:
     print()
     print(header(f"Training throughput on {device} (frames/s, higher is better)", started))
     print(f"{args.clips} clips ({width}x{height} 10 s H.264, 2 classes), {args.train_frames} training "
-          f"frames each (the default), {ENCODER} at 224 px, batch {args.batch_size}, {args.epochs} "
+          f"frames each (the default), {ENCODER} at 224 px frozen up to stride {default_stride} "
+          f"(the video default), batch {args.batch_size}, {args.epochs} "
           f"epochs, {args.workers} DataLoader workers, default augmentation, AdamW; compute only = "
           f"{args.steps} steps after one warm-up.\n")
     print(table(["device / precision", "train loop (last epoch)", "compute only", "loop / compute",
@@ -236,6 +245,9 @@ def main() -> None:
           f"({cached['wall']:.0f} s vs {uncached['wall']:.0f} s)")
     print(f"\ncompute only, {device} fp32 with the model in NCHW memory: {extra:.3g} frames/s; "
           f"channels_last (xmodal's) is {fp32 / extra:.2f}x that")
+    print(f"compute only, {device} fp32 with every encoder layer training (--frozen-stride 0): "
+          f"{unfrozen:.3g} frames/s; the default frozen stride {default_stride} is "
+          f"{fp32 / unfrozen:.2f}x that")
     for name, value in options.items():
         print(f"compute only, {device} {name}: {value:.3g} frames/s, {value / fp32:.2f}x fp32 eager")
     if cuda and "bf16" in results:

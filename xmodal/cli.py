@@ -95,6 +95,10 @@ _min_score_option = click.option(
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")
 @click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [1.0]")
 @click.option("--finetune", type=click.Choice(FINETUNE_MODES), help="Which weights train. [full]")
+@click.option("--frozen-stride", type=int,
+              help="Freeze the encoder's stem and layers up to this output stride (4, 8, ...: "
+                   "the high-resolution layers, little of the weights, much of the compute); "
+                   "0 = none. [8 with --modality video, else 0]")
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Temporal consensus. [mean]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")

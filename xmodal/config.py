@@ -31,6 +31,15 @@ TSN_TRAIN_SEGMENTS = 3  # default T of training clips (see TrainConfig.clip_fram
 # clips-trained accuracy at 10 (tools/bench_accuracy.py, docs/accuracy.md, 2026-12-03).
 VAL_SPLIT = 0.2
 AUTO_VAL_MIN_PER_CLASS = 50
+# frozen_stride None (the default): a --modality video run keeps the encoder's stem and its
+# layers up to output stride VIDEO_FROZEN_STRIDE at their ImageNet weights: 0.72-0.74x the
+# training time at 112 px (1.42x the compute speed at 224 px), a clips-trained model's accuracy
+# on stills +2.9, +6.0, -0.7 points (digits, Fashion-MNIST, LFW; 10 per class, 3 seeds) and
+# +5.6, +5.6 (digits, Fashion-MNIST; 20 per class, T = 8, 2 seeds), its clip accuracy -0.5,
+# +1.7, -0.7 and -6.8, 0.0. Stills-trained runs did not gain (stills 0.886 -> 0.871, 0.750 ->
+# 0.758, 0.970 -> 0.930, 2 seeds), so image and mixed runs train every layer
+# (tools/bench_accuracy.py; docs/accuracy.md, "Suite run, 2026-12-03 (4)").
+VIDEO_FROZEN_STRIDE = 8
 
 
 @dataclass
@@ -60,6 +69,7 @@ class TrainConfig:
     # optimisation
     finetune: str = "full"
     freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained running statistics
+    frozen_stride: int | None = None  # freeze the encoder up to this output stride; None: by modality
     unfreeze_every: int = 1
     epochs: int = 5
     min_steps: int = 200  # tiny data sets: more epochs until this many optimiser steps
@@ -98,6 +108,14 @@ class TrainConfig:
         inference keeps ``frames``."""
         return self.train_frames if self.train_frames is not None else min(TSN_TRAIN_SEGMENTS, self.frames)
 
+    @property
+    def frozen_stride_for_training(self) -> int:
+        """The output stride up to which the encoder stays frozen (0: none): ``frozen_stride``,
+        or VIDEO_FROZEN_STRIDE for ``modality`` video and 0 for image and mixed runs."""
+        if self.frozen_stride is not None:
+            return self.frozen_stride
+        return VIDEO_FROZEN_STRIDE if self.modality == "video" else 0
+
     def val_fraction(self, class_sizes: list[int]) -> float:
         """The fraction of each class held out for validation: ``val_split`` when set, else
         VAL_SPLIT when every class has at least AUTO_VAL_MIN_PER_CLASS files (always with
@@ -127,6 +145,10 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
+        stride = self.frozen_stride
+        if stride is not None and (stride < 0 or stride & (stride - 1)):
+            raise ConfigError(f"frozen_stride must be 0 (off) or a power of two such as 4 or 8, "
+                              f"got {stride}")
         if self.min_steps < 0:
             raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
         for name in ("input_size", "train_size"):

@@ -13,6 +13,7 @@ from xmodal.engine.optim import (
     encoder_stages,
     param_groups,
     set_train_mode,
+    stride_prefix,
     warmup_cosine,
 )
 from xmodal.errors import ConfigError
@@ -98,6 +99,43 @@ def test_gradual_unfreezing_schedule(model: torch.nn.Module) -> None:
         assert all(p.requires_grad for p in model.head.parameters())
     apply_freezing(model, load_config(None, finetune="full"), 0)
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("backbone, stride, first_free", [
+    ("resnet18", 4, "encoder.backbone.layer2.0.conv1.weight"),  # layer2 halves the resolution
+    ("resnet18", 8, "encoder.backbone.layer3.0.conv1.weight"),
+    ("efficientnet_lite0", 4, "encoder.backbone.blocks.2.0.conv_dw.weight"),  # stride 8 starts
+])
+def test_frozen_stride_freezes_the_high_resolution_prefix(backbone: str, stride: int,
+                                                          first_free: str) -> None:
+    torch.manual_seed(0)
+    model = build_classifier(backbone, 3, weights="none", dropout=0.0)
+    frozen = stride_prefix(model, stride, size=64)
+    names = [name for name, _ in model.named_parameters()]
+    cut = names.index(first_free)
+    assert frozen == set(names[:cut])  # a prefix in depth order, up to the first coarser layer
+    assert stride_prefix(model, stride, size=96) == frozen  # any input size: a stride, not px
+    assert stride_prefix(model, 0) == frozenset()
+    cfg = load_config(None, frozen_stride=stride, lr=0.1)
+    apply_freezing(model, cfg, epoch=0, frozen=frozen)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(model, cfg)
+    set_train_mode(model)
+    x = torch.randint(0, 255, (4, 2, 3, 64, 64), dtype=torch.uint8)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    frozen_modules = {n.rsplit(".", 1)[0] for n in frozen}
+    # frozen weights and their BatchNorm statistics stay; everything after them trains
+    assert not any(k.rsplit(".", 1)[0] in frozen_modules for k in changed)
+    assert first_free in changed and "head.weight" in changed
+
+
+@pytest.mark.parametrize("value", [-4, 3, 6])
+def test_frozen_stride_must_be_a_power_of_two(value: int) -> None:
+    with pytest.raises(ConfigError, match="frozen_stride"):
+        load_config(None, frozen_stride=value)
 
 
 def test_scheduler_steps_per_epoch(model: torch.nn.Module) -> None:

@@ -231,6 +231,41 @@ def test_a_run_records_its_training_frames_and_old_runs_resume_with_all_frames(
     assert resume_config(out).clip_frames_for_training == 4
 
 
+@pytest.mark.parametrize("modality, frozen_stride, expected", [
+    ("video", None, 8),  # the video default: the stem and stages up to stride 8 stay ImageNet's
+    ("image", None, 0),
+    ("mixed", None, 0),
+    ("video", 0, 0),  # as asked
+    ("image", 4, 4),
+])
+def test_frozen_stride_defaults_by_modality_and_is_written_down(
+        tiny_dataset: Path, tmp_path: Path, modality: str, frozen_stride: int | None,
+        expected: int) -> None:
+    import yaml
+
+    cfg = _cfg(tiny_dataset, tmp_path / "run", modality=modality, frozen_stride=frozen_stride)
+    assert cfg.frozen_stride_for_training == expected
+    if (modality, frozen_stride) != ("video", None):
+        return
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, modality="video", frames=2, input_size=64))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["frozen_stride"] == 8 and resume_config(out).frozen_stride_for_training == 8
+    from xmodal.checkpoint import load_checkpoint
+    from xmodal.models import build_classifier
+
+    weights, _ = load_checkpoint(out)
+    start = build_classifier("efficientnet_lite0", 2).state_dict()
+    for key in ("encoder.backbone.conv_stem.weight", "encoder.backbone.blocks.1.1.bn1.running_mean"):
+        assert torch.equal(weights[key], start[key])  # stride 2 and 4: frozen, statistics too
+    assert not torch.equal(weights["encoder.backbone.conv_head.weight"],
+                           start["encoder.backbone.conv_head.weight"])  # stride 32 trained
+    # A run written before frozen_stride existed trained every layer, and resumes so.
+    del saved["frozen_stride"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resume_config(out).frozen_stride_for_training == 0
+
+
 def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """TSN trains on fewer segments than it tests with, FixRes at a lower size: the clips that

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from xmodal.config import TrainConfig
 
@@ -81,14 +81,62 @@ def trainable_stages(cfg: TrainConfig, epoch: int) -> int | None:
     return min(NUM_STAGES, epoch // cfg.unfreeze_every)
 
 
-def apply_freezing(model: nn.Module, cfg: TrainConfig, epoch: int) -> None:
-    """Set requires_grad per stage; frozen BatchNorm layers keep their running statistics."""
+def apply_freezing(model: nn.Module, cfg: TrainConfig, epoch: int,
+                   frozen: frozenset[str] = frozenset()) -> None:
+    """Set requires_grad per stage, and off for the parameters named in ``frozen`` (names in
+    ``model``, see ``stride_prefix``); frozen BatchNorm layers keep their running statistics."""
     count = trainable_stages(cfg, epoch)
     stages = encoder_stages(model.encoder)
     for i, stage in enumerate(stages):
         trainable = count is None or i >= len(stages) - count
         for p in stage:
             p.requires_grad_(trainable)
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+
+
+def stride_prefix(model: nn.Module, stride: int, size: int = 224) -> frozenset[str]:
+    """Names of the encoder parameters (as ``model.named_parameters()`` gives them) that work at
+    output stride ``stride`` or finer: those of every layer run before the first one whose output
+    is coarser than ``size / stride`` px (the stem and the early, high-resolution stages). Found
+    by one forward of a (1, 3, size, size) input in evaluation mode with hooks, so it holds for
+    any CNN family; a layer whose output is not (N, C, H, W) (a transformer's tokens) ends the
+    prefix. ``stride`` 0: none. The layers freeze as MMAction2's ``frozen_stages`` and timm's
+    ``freeze`` do; chosen by stride, not by a family's own stage count."""
+    if stride <= 0:
+        return frozenset()
+    encoder = model.encoder
+    calls: list[tuple[str, int | None]] = []
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            height = output.shape[-2] if isinstance(output, Tensor) and output.ndim == 4 else None
+            calls.append((name, height))
+        return hook
+
+    owners = {name: module for name, module in encoder.named_modules()
+              if any(True for _ in module.parameters(recurse=False))}
+    handles = [module.register_forward_hook(record(name)) for name, module in owners.items()]
+    was_training = encoder.training
+    try:
+        encoder.eval()
+        parameter = next(encoder.parameters())
+        with torch.no_grad():
+            encoder(torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        encoder.train(was_training)
+    prefix: list[str] = []
+    for name, height in calls:
+        if height is None or height * stride < size:
+            break
+        if name not in prefix:
+            prefix.append(name)
+    names = {f"encoder.{name}.{p}" if name else f"encoder.{p}"
+             for name in prefix for p, _ in owners[name].named_parameters(recurse=False)}
+    return frozenset(names)
 
 
 def set_train_mode(model: nn.Module, freeze_bn_stats: bool = False) -> None:

@@ -30,7 +30,13 @@ from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader, uses_frame_cache
 from xmodal.engine.multilabel import example_scores
-from xmodal.engine.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
+from xmodal.engine.optim import (
+    apply_freezing,
+    build_optimizer,
+    build_scheduler,
+    set_train_mode,
+    stride_prefix,
+)
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.runtime import autocast, prepare_model, resolve_device, seed_everything, use_bf16
 from xmodal.errors import ConfigError, DatasetError
@@ -302,6 +308,7 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
             model.encoder.pretrained_cfg, input_size=cfg.input_size,
             resize_size=round(cfg.input_size / 0.875))
     pcfg = model.encoder.pretrained_cfg
+    frozen = stride_prefix(model, cfg.frozen_stride_for_training, pcfg.input_size)
     model = prepare_model(model, device, compile=cfg.compile)
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
     train_loader = make_loader(split.train, cfg, train=True, input_size=pcfg.input_size,
@@ -354,6 +361,7 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     # `xmodal adapt`, or `xmodal export --int8`'s validation report) sees this run's split and
     # trains as this run did whatever the defaults become.
     cfg = dataclasses.replace(cfg, train_frames=cfg.clip_frames_for_training,
+                              frozen_stride=cfg.frozen_stride_for_training,
                               val_split=cfg.val_split if cfg.val is not None else split.val_fraction)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -362,7 +370,7 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
 
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.batch_sampler.set_epoch(epoch)
-        apply_freezing(model, cfg, epoch)
+        apply_freezing(model, cfg, epoch, frozen)
         net = _distributed_wrapper(model, device) if dist_info.enabled else model
         start = time.perf_counter()
         if probe is not None:
@@ -759,4 +767,6 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     cfg.out = str(run_dir)
     if cfg.train_frames is None:  # written before 3 became the default, when null meant frames
         cfg.train_frames = cfg.frames
+    if cfg.frozen_stride is None:  # written before frozen_stride existed: every layer trained
+        cfg.frozen_stride = 0
     return cfg
