@@ -97,7 +97,7 @@ _min_score_option = click.option(
 @click.option("--finetune", type=click.Choice(FINETUNE_MODES), help="Which weights train. [full]")
 @click.option("--frozen-stride", type=int,
               help="Freeze the encoder's stem and layers up to this output stride (4, 8, ...: "
-                   "the high-resolution layers, little of the weights, much of the compute); "
+                   "the high-resolution layers keep their pretrained weights: faster steps); "
                    "0 = none. [8 with --modality video, else 0]")
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Temporal consensus. [mean]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")

@@ -40,6 +40,7 @@ AUTO_VAL_MIN_PER_CLASS = 50
 # 0.758, 0.970 -> 0.930, 2 seeds), so image and mixed runs train every layer
 # (tools/bench_accuracy.py; docs/accuracy.md, "Suite run, 2026-12-03 (4)").
 VIDEO_FROZEN_STRIDE = 8
+FROZEN_STRIDES = (0, 2, 4, 8, 16, 32)
 
 
 @dataclass
@@ -111,10 +112,12 @@ class TrainConfig:
     @property
     def frozen_stride_for_training(self) -> int:
         """The output stride up to which the encoder stays frozen (0: none): ``frozen_stride``,
-        or VIDEO_FROZEN_STRIDE for ``modality`` video and 0 for image and mixed runs."""
+        or VIDEO_FROZEN_STRIDE for ``modality`` video and 0 for image and mixed runs and for
+        ``weights`` none (nothing pretrained to keep)."""
         if self.frozen_stride is not None:
             return self.frozen_stride
-        return VIDEO_FROZEN_STRIDE if self.modality == "video" else 0
+        pretrained = self.weights != "none"
+        return VIDEO_FROZEN_STRIDE if self.modality == "video" and pretrained else 0
 
     def val_fraction(self, class_sizes: list[int]) -> float:
         """The fraction of each class held out for validation: ``val_split`` when set, else
@@ -146,9 +149,12 @@ class TrainConfig:
         _positive("accumulate", self.accumulate)
         _positive("unfreeze_every", self.unfreeze_every)
         stride = self.frozen_stride
-        if stride is not None and (stride < 0 or stride & (stride - 1)):
-            raise ConfigError(f"frozen_stride must be 0 (off) or a power of two such as 4 or 8, "
-                              f"got {stride}")
+        if stride is not None and (type(stride) is not int or stride not in FROZEN_STRIDES):
+            raise ConfigError(f"frozen_stride must be one of {', '.join(map(str, FROZEN_STRIDES))} "
+                              f"(0: every layer trains), got {stride!r}")
+        if stride and self.weights == "none":
+            raise ConfigError("frozen_stride keeps layers at their pretrained weights; with "
+                              "weights none they would stay random: use frozen_stride 0")
         if self.min_steps < 0:
             raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
         for name in ("input_size", "train_size"):

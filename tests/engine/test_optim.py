@@ -105,6 +105,9 @@ def test_gradual_unfreezing_schedule(model: torch.nn.Module) -> None:
     ("resnet18", 4, "encoder.backbone.layer2.0.conv1.weight"),  # layer2 halves the resolution
     ("resnet18", 8, "encoder.backbone.layer3.0.conv1.weight"),
     ("efficientnet_lite0", 4, "encoder.backbone.blocks.2.0.conv_dw.weight"),  # stride 8 starts
+    # squeeze-excite gates output 1 x 1: they join their block instead of ending the prefix
+    ("efficientnet_b0", 8, "encoder.backbone.features.4.0.block.1.0.weight"),
+    ("mobilenet_v3_large", 8, "encoder.backbone.features.7.block.1.0.weight"),
 ])
 def test_frozen_stride_freezes_the_high_resolution_prefix(backbone: str, stride: int,
                                                           first_free: str) -> None:
@@ -132,10 +135,17 @@ def test_frozen_stride_freezes_the_high_resolution_prefix(backbone: str, stride:
     assert first_free in changed and "head.weight" in changed
 
 
-@pytest.mark.parametrize("value", [-4, 3, 6])
-def test_frozen_stride_must_be_a_power_of_two(value: int) -> None:
+@pytest.mark.parametrize("value", [-4, 1, 3, 6, 64, True, "8", 8.0])
+def test_frozen_stride_must_be_a_stride(value: object) -> None:
     with pytest.raises(ConfigError, match="frozen_stride"):
         load_config(None, frozen_stride=value)
+
+
+def test_frozen_stride_needs_pretrained_weights() -> None:
+    assert load_config(None, modality="video").frozen_stride_for_training == 8
+    assert load_config(None, modality="video", weights="none").frozen_stride_for_training == 0
+    with pytest.raises(ConfigError, match="random"):
+        load_config(None, modality="video", weights="none", frozen_stride=8)
 
 
 def test_scheduler_steps_per_epoch(model: torch.nn.Module) -> None:

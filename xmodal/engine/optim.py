@@ -101,8 +101,8 @@ def stride_prefix(model: nn.Module, stride: int, size: int = 224) -> frozenset[s
     output stride ``stride`` or finer: those of every layer run before the first one whose output
     is coarser than ``size / stride`` px (the stem and the early, high-resolution stages). Found
     by one forward of a (1, 3, size, size) input in evaluation mode with hooks, so it holds for
-    any CNN family; a layer whose output is not (N, C, H, W) (a transformer's tokens) ends the
-    prefix. ``stride`` 0: none. The layers freeze as MMAction2's ``frozen_stages`` and timm's
+    any CNN family (a squeeze-excite gate's 1 x 1 output joins its block); a layer whose output
+    is not (N, C, H, W) (a transformer's tokens) ends the prefix. ``stride`` 0: none. The layers freeze as MMAction2's ``frozen_stages`` and timm's
     ``freeze`` do; chosen by stride, not by a family's own stage count."""
     if stride <= 0:
         return frozenset()
@@ -130,7 +130,11 @@ def stride_prefix(model: nn.Module, stride: int, size: int = 224) -> frozenset[s
         encoder.train(was_training)
     prefix: list[str] = []
     for name, height in calls:
-        if height is None or height * stride < size:
+        if height is None:
+            break
+        # A 1x1 output (squeeze-excite's pooled gate) says nothing of its block's resolution;
+        # sizes rounded down by unpadded layers (299 px -> 35) still count as their stride.
+        if height > 1 and round(math.log2(size / height)) > math.log2(stride):
             break
         if name not in prefix:
             prefix.append(name)
