@@ -102,8 +102,9 @@ def stride_prefix(model: nn.Module, stride: int, size: int = 224) -> frozenset[s
     is coarser than ``size / stride`` px (the stem and the early, high-resolution stages). Found
     by one forward of a (1, 3, size, size) input in evaluation mode with hooks, so it holds for
     any CNN family (a squeeze-excite gate's 1 x 1 output joins its block); a layer whose output
-    is not (N, C, H, W) (a transformer's tokens) ends the prefix. ``stride`` 0: none. The layers freeze as MMAction2's ``frozen_stages`` and timm's
-    ``freeze`` do; chosen by stride, not by a family's own stage count."""
+    is not (N, C, H, W) (a transformer's tokens) ends the prefix. ``stride`` 0: none. The layers
+    freeze as MMAction2's ``frozen_stages`` and timm's ``freeze`` do; chosen by stride, not by a
+    family's own stage count."""
     if stride <= 0:
         return frozenset()
     encoder = model.encoder
