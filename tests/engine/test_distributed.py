@@ -36,9 +36,9 @@ def _ddp_script(tiny_dataset: Path, run_dir: Path, out_dir: Path) -> str:
         # Each rank reports its own live weights, not only what rank 0 saved.
         model_holder = {{}}
         original_apply = train.apply_freezing
-        def capture_model(model, cfg, epoch):
+        def capture_model(model, cfg, epoch, *frozen):
             model_holder["model"] = model
-            return original_apply(model, cfg, epoch)
+            return original_apply(model, cfg, epoch, *frozen)
         train.apply_freezing = capture_model
         result = train.fit(cfg)
         digest = hashlib.sha256()
