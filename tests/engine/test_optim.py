@@ -135,6 +135,22 @@ def test_frozen_stride_freezes_the_high_resolution_prefix(backbone: str, stride:
     assert first_free in changed and "head.weight" in changed
 
 
+@pytest.mark.parametrize("finetune, stride", [("full", 8), ("linear", 0)])
+def test_batchnorm_without_affine_parameters_freezes_with_its_block(finetune: str,
+                                                                    stride: int) -> None:
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", 3, weights="none", dropout=0.0)
+    block = model.encoder.backbone.layer1[0]
+    block.bn1 = torch.nn.BatchNorm2d(64, affine=False)  # no parameters of its own to freeze
+    cfg = load_config(None, finetune=finetune, frozen_stride=stride, lr=0.1)
+    apply_freezing(model, cfg, epoch=0, frozen=stride_prefix(model, stride, size=64))
+    set_train_mode(model)
+    mean = block.bn1.running_mean.clone()
+    model(torch.randint(0, 255, (4, 2, 3, 64, 64), dtype=torch.uint8))
+    assert not block.bn1.training and torch.equal(mean, block.bn1.running_mean)
+    assert model.encoder.backbone.layer4[0].bn1.training == (finetune == "full")
+
+
 @pytest.mark.parametrize("value", [-4, 1, 3, 6, 64, True, "8", 8.0])
 def test_frozen_stride_must_be_a_stride(value: object) -> None:
     with pytest.raises(ConfigError, match="frozen_stride"):

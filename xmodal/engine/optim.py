@@ -147,10 +147,15 @@ def stride_prefix(model: nn.Module, stride: int, size: int = 224) -> frozenset[s
 def set_train_mode(model: nn.Module, freeze_bn_stats: bool = False) -> None:
     """Train mode, except normalisation layers whose parameters are frozen (linear probe), or
     all of them with ``freeze_bn_stats``: BatchNorm then keeps ImageNet's running statistics
-    instead of estimating them from a few correlated clips per batch (B clips x T frames)."""
+    instead of estimating them from a few correlated clips per batch (B clips x T frames). A norm
+    layer without affine parameters (``affine=False``) is frozen when every parameter of the
+    module that holds it is."""
     model.train()
-    for module in model.encoder.modules():
+    modules = dict(model.encoder.named_modules())
+    for name, module in modules.items():
         if isinstance(module, nn.modules.batchnorm._NormBase):
-            params = list(module.parameters(recurse=False))
+            # A norm layer without affine parameters is as frozen as the block that holds it.
+            owner = module if module.affine else modules[name.rpartition(".")[0]]
+            params = list(owner.parameters())
             if freeze_bn_stats or (params and not any(p.requires_grad for p in params)):
                 module.eval()
