@@ -13,9 +13,11 @@ and returns the accuracy on each test set. Rows are named by a spec string:
 * ``xmodal-defaults``: xmodal's own training with no options (``fit`` as ``xmodal train`` calls
   it), scored with ``xmodal.load(run).predict(files)`` as ``xmodal predict`` does;
 * ``xmodal:KEY=VALUE,...``: the same with TrainConfig overrides (see configs/default.yaml);
-* ``xmodal-adapt[:rounds=..,threshold=..,KEY=VALUE,...]``: the defaults (or with overrides, as
-  ``xmodal:``), then ``xmodal adapt`` (self-training) on the same training images in the other
-  modality, unlabelled (stills -> their clips).
+* ``xmodal-adapt[:rounds=..,threshold=..,batchnorm=true,KEY=VALUE,...]``: the defaults (or with
+  overrides, as ``xmodal:``), then ``xmodal adapt`` (self-training; ``batchnorm=true`` first
+  re-estimates BatchNorm statistics, alone with ``rounds=0``; ``batchnorm=both`` on the
+  training files too) on the same training images in the other modality, unlabelled (stills ->
+  their clips).
 
 The bench-wide settings (input size, T, epochs) apply to every row, xmodal's included.
 To add a recipe: subclass ``Recipe``, give it ``run`` and ``cost``, register it in ``RECIPES``.
@@ -531,7 +533,7 @@ class AdaptRecipe(XmodalRecipe):
 
     kind = "xmodal-adapt"
     uses_unlabeled = True
-    OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7}
+    OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7, "batchnorm": False}
 
     def __init__(self, spec: str) -> None:
         Recipe.__init__(self, spec)
@@ -541,9 +543,15 @@ class AdaptRecipe(XmodalRecipe):
         fixed = sorted(set(self.overrides) & set(self.BENCH_KEYS))
         if fixed:
             raise RecipeError(f"{spec}: {', '.join(fixed)} are set by the bench, not by a recipe")
-        if (not isinstance(self.opts["rounds"], int) or self.opts["rounds"] < 1
+        least = 0 if self.opts["batchnorm"] else 1
+        if (not isinstance(self.opts["rounds"], int) or self.opts["rounds"] < least
                 or not 0 < self.opts["threshold"] < 1):
-            raise RecipeError(f"{spec}: rounds must be an integer >= 1 and threshold in (0, 1)")
+            raise RecipeError(f"{spec}: rounds must be an integer >= 1 (0 with batchnorm=true) and "
+                              "threshold in (0, 1)")
+        if self.opts["batchnorm"] not in (True, False, "both") or (
+                self.opts["batchnorm"] == "both" and self.opts["rounds"]):
+            raise RecipeError(f"{spec}: batchnorm is true, false or both (statistics of the "
+                              "unlabelled and the training files together; with rounds=0)")
         self.config(Settings(), Path("."), "stills", Path("."), 0)  # unknown keys, bad values: fail now
 
     def cost(self, task: Task) -> Cost:
@@ -554,9 +562,9 @@ class AdaptRecipe(XmodalRecipe):
         t, t_train = cfg.frames, cfg.clip_frames_for_training
         predicted = sum(1 if i.kind == "still" else t for i in task.unlabeled)
         extra = sum(1 if i.kind == "still" else t_train for i in task.train_items + task.unlabeled)
-        rounds = self.opts["rounds"]
+        rounds, passes = self.opts["rounds"], self.opts["rounds"] + bool(self.opts["batchnorm"])
         return Cost(base.train_frames + rounds * extra * task.settings.epochs,
-                    base.infer_frames + rounds * predicted, base.fixed_s * (1 + rounds))
+                    base.infer_frames + passes * predicted, base.fixed_s * (1 + passes))
 
     def run(self, task: Task) -> dict[str, float]:
         import xmodal
@@ -568,8 +576,11 @@ class AdaptRecipe(XmodalRecipe):
             fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
             if task.unlabeled_dir is not None:
                 adapted = task.work / "adapted"
-                adapt(out, [str(task.unlabeled_dir)], adapted, rounds=self.opts["rounds"],
-                      threshold=self.opts["threshold"])
+                sources = [str(task.unlabeled_dir)]
+                if self.opts["batchnorm"] == "both":  # one model for both domains' statistics
+                    sources.append(str(task.train_dir))
+                adapt(out, sources, adapted, rounds=self.opts["rounds"],
+                      threshold=self.opts["threshold"], batchnorm=bool(self.opts["batchnorm"]))
                 out = adapted
         return _scores(xmodal.load(out, device=task.settings.device), task)
 

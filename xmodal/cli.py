@@ -161,26 +161,31 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
 @click.option("--unlabeled", "unlabeled", multiple=True, required=True, type=click.Path(),
               help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable.")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
-@click.option("--rounds", type=int, default=2, show_default=True, help="Self-training rounds.")
+@click.option("--rounds", type=int, default=2, show_default=True,
+              help="Self-training rounds (0: only --batchnorm).")
 @click.option("--threshold", type=float, default=0.7, show_default=True,
               help="Clip-level score from which a prediction is taken as a label.")
+@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
+              help="First re-estimate the BatchNorm statistics on the unlabelled files (AdaBN: "
+                   "no labels, every weight kept, seconds to a minute).")
 @click.option("--epochs", type=int, help="Epochs per round. [the run's]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), default="cross", show_default=True,
               help="Augmentation of the rounds (the students are noised).")
 @click.option("--workers", type=int, help="Decode worker processes. [the run's]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold: float,
-          epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
-    """Self-train RUN on your own unlabelled videos: confident clip predictions become labels.
+          batchnorm: bool, epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
+    """Adapt RUN to your own unlabelled videos: BatchNorm statistics, self-training, or both.
 
     \b
     xmodal adapt runs/photos --unlabeled my_videos/ --out runs/photos_adapted
+    xmodal adapt runs/photos --unlabeled my_videos/ --rounds 0 --batchnorm --out runs/photos_bn
     """
     from xmodal.engine.adapt import adapt as run_adapt
     from xmodal.engine.reporting import TqdmReporter
 
     history = run_adapt(run, list(unlabeled), out, rounds=rounds, threshold=threshold,
-                        epochs=epochs, augment=augment, workers=workers,
+                        batchnorm=batchnorm, epochs=epochs, augment=augment, workers=workers,
                         reporter=TqdmReporter(quiet=quiet))
     for r in history:
         acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.3f}"
@@ -779,6 +784,11 @@ def info(model: str, as_json: bool) -> None:
     echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
     if "epoch" in meta:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
+    if (meta.get("adapted") or {}).get("method") == "batchnorm":
+        a = meta["adapted"]
+        echo(f"adapted:    BatchNorm statistics from {a.get('frames')} frames of {a.get('files')} "
+             f"unlabelled files (xmodal adapt --batchnorm); weights, metrics and scores' "
+             f"temperature are those of {a.get('from')}")
     if meta.get("multi_label"):
         shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or
                                                          [0.5] * len(meta["classes"]), strict=True))
