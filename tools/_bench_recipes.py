@@ -13,11 +13,10 @@ and returns the accuracy on each test set. Rows are named by a spec string:
 * ``xmodal-defaults``: xmodal's own training with no options (``fit`` as ``xmodal train`` calls
   it), scored with ``xmodal.load(run).predict(files)`` as ``xmodal predict`` does;
 * ``xmodal:KEY=VALUE,...``: the same with TrainConfig overrides (see configs/default.yaml);
-* ``xmodal-adapt[:rounds=..,threshold=..,batchnorm=true,KEY=VALUE,...]``: the defaults (or with
-  overrides, as ``xmodal:``), then ``xmodal adapt`` (self-training; ``batchnorm=true`` first
-  re-estimates BatchNorm statistics, alone with ``rounds=0``; ``batchnorm=both`` on the
-  training files too) on the same training images in the other modality, unlabelled (stills ->
-  their clips).
+* ``xmodal-adapt[:rounds=..,threshold=..,batchnorm=..,KEY=VALUE,...]``: the defaults (or with
+  overrides, as ``xmodal:``), then ``xmodal adapt`` (self-training; ``batchnorm=target|mixed``
+  first re-estimates BatchNorm statistics, alone with ``rounds=0``) on the same training images
+  in the other modality, unlabelled (stills -> their clips).
 
 The bench-wide settings (input size, T, epochs) apply to every row, xmodal's included.
 To add a recipe: subclass ``Recipe``, give it ``run`` and ``cost``, register it in ``RECIPES``.
@@ -533,25 +532,26 @@ class AdaptRecipe(XmodalRecipe):
 
     kind = "xmodal-adapt"
     uses_unlabeled = True
-    OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7, "batchnorm": False}
+    OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7, "batchnorm": "none"}
+    # batchnorm=true and =both: the spelling of commit 8c71c1e (results of 2026-12-06)
+    ALIASES: ClassVar[dict[Any, str]] = {True: "target", False: "none", "both": "mixed"}
 
     def __init__(self, spec: str) -> None:
         Recipe.__init__(self, spec)
         values = parse_assignments(spec.partition(":")[2], spec)
         self.opts = {**self.OPTIONS, **{k: values.pop(k) for k in self.OPTIONS if k in values}}
+        self.opts["batchnorm"] = self.ALIASES.get(self.opts["batchnorm"], self.opts["batchnorm"])
         self.overrides = values  # the first training's TrainConfig overrides, as xmodal:...
         fixed = sorted(set(self.overrides) & set(self.BENCH_KEYS))
         if fixed:
             raise RecipeError(f"{spec}: {', '.join(fixed)} are set by the bench, not by a recipe")
-        least = 0 if self.opts["batchnorm"] else 1
+        if self.opts["batchnorm"] not in ("none", "target", "mixed"):
+            raise RecipeError(f"{spec}: batchnorm is none, target or mixed (xmodal adapt --batchnorm)")
+        least = 0 if self.opts["batchnorm"] != "none" else 1
         if (not isinstance(self.opts["rounds"], int) or self.opts["rounds"] < least
                 or not 0 < self.opts["threshold"] < 1):
-            raise RecipeError(f"{spec}: rounds must be an integer >= 1 (0 with batchnorm=true) and "
-                              "threshold in (0, 1)")
-        if self.opts["batchnorm"] not in (True, False, "both") or (
-                self.opts["batchnorm"] == "both" and self.opts["rounds"]):
-            raise RecipeError(f"{spec}: batchnorm is true, false or both (statistics of the "
-                              "unlabelled and the training files together; with rounds=0)")
+            raise RecipeError(f"{spec}: rounds must be an integer >= 1 (0 with batchnorm=target or "
+                              "mixed) and threshold in (0, 1)")
         self.config(Settings(), Path("."), "stills", Path("."), 0)  # unknown keys, bad values: fail now
 
     def cost(self, task: Task) -> Cost:
@@ -562,7 +562,8 @@ class AdaptRecipe(XmodalRecipe):
         t, t_train = cfg.frames, cfg.clip_frames_for_training
         predicted = sum(1 if i.kind == "still" else t for i in task.unlabeled)
         extra = sum(1 if i.kind == "still" else t_train for i in task.train_items + task.unlabeled)
-        rounds, passes = self.opts["rounds"], self.opts["rounds"] + bool(self.opts["batchnorm"])
+        rounds = self.opts["rounds"]
+        passes = rounds + (self.opts["batchnorm"] != "none")
         return Cost(base.train_frames + rounds * extra * task.settings.epochs,
                     base.infer_frames + passes * predicted, base.fixed_s * (1 + passes))
 
@@ -576,11 +577,8 @@ class AdaptRecipe(XmodalRecipe):
             fit(self.config(task.settings, task.train_dir, task.train, out, task.seed))
             if task.unlabeled_dir is not None:
                 adapted = task.work / "adapted"
-                sources = [str(task.unlabeled_dir)]
-                if self.opts["batchnorm"] == "both":  # one model for both domains' statistics
-                    sources.append(str(task.train_dir))
-                adapt(out, sources, adapted, rounds=self.opts["rounds"],
-                      threshold=self.opts["threshold"], batchnorm=bool(self.opts["batchnorm"]))
+                adapt(out, [str(task.unlabeled_dir)], adapted, rounds=self.opts["rounds"],
+                      threshold=self.opts["threshold"], batchnorm=self.opts["batchnorm"])
                 out = adapted
         return _scores(xmodal.load(out, device=task.settings.device), task)
 

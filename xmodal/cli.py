@@ -21,6 +21,7 @@ from xmodal import __version__
 from xmodal.config import (
     AUGMENT_PRESETS,
     BALANCE_MODES,
+    BATCHNORM_MODES,
     ENGINES,
     FINETUNE_MODES,
     MODALITIES,
@@ -162,24 +163,25 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
               help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable.")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
 @click.option("--rounds", type=int, default=2, show_default=True,
-              help="Self-training rounds (0: only --batchnorm).")
+              help="Self-training rounds (0: --batchnorm alone).")
 @click.option("--threshold", type=float, default=0.7, show_default=True,
               help="Clip-level score from which a prediction is taken as a label.")
-@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
-              help="First re-estimate the BatchNorm statistics on the unlabelled files (AdaBN: "
-                   "no labels, every weight kept, seconds to a minute).")
+@click.option("--batchnorm", type=click.Choice(BATCHNORM_MODES), default="none", show_default=True,
+              help="First re-estimate the BatchNorm statistics (AdaBN: every weight kept, seconds "
+                   "to a minute) on the unlabelled files (target), or on them and the run's "
+                   "training files, half each (mixed: one model for both).")
 @click.option("--epochs", type=int, help="Epochs per round. [the run's]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), default="cross", show_default=True,
               help="Augmentation of the rounds (the students are noised).")
 @click.option("--workers", type=int, help="Decode worker processes. [the run's]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold: float,
-          batchnorm: bool, epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
+          batchnorm: str, epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
     """Adapt RUN to your own unlabelled videos: BatchNorm statistics, self-training, or both.
 
     \b
     xmodal adapt runs/photos --unlabeled my_videos/ --out runs/photos_adapted
-    xmodal adapt runs/photos --unlabeled my_videos/ --rounds 0 --batchnorm --out runs/photos_bn
+    xmodal adapt runs/photos --unlabeled my_videos/ --rounds 0 --batchnorm mixed --out runs/both
     """
     from xmodal.engine.adapt import adapt as run_adapt
     from xmodal.engine.reporting import TqdmReporter
@@ -786,8 +788,9 @@ def info(model: str, as_json: bool) -> None:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
     if (meta.get("adapted") or {}).get("method") == "batchnorm":
         a = meta["adapted"]
-        echo(f"adapted:    BatchNorm statistics from {a.get('frames')} frames of {a.get('files')} "
-             f"unlabelled files (xmodal adapt --batchnorm); weights, metrics and scores' "
+        mixed = f" and {a.get('training_frames')} of its training files" if a.get("training_frames") else ""
+        echo(f"adapted:    BatchNorm statistics ({a.get('statistics', 'target')}) from {a.get('frames')} "
+             f"frames of {a.get('files')} unlabelled files{mixed}; weights, metrics and scores' "
              f"temperature are those of {a.get('from')}")
     if meta.get("multi_label"):
         shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or

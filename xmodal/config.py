@@ -23,6 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BALANCE_MODES = ("none", "sampler", "loss")  # xmodal.data.balance
 SHOT_DETECTORS = ("content", "transnetv2")  # label --segments shots (xmodal.data.shots)
 ENGINES = ("auto", "torch", "onnx")  # inference engines (predict, eval, label)
+BATCHNORM_MODES = ("none", "target", "mixed")  # xmodal adapt --batchnorm: whose statistics
 TSN_TRAIN_SEGMENTS = 3  # default T of training clips (see TrainConfig.clip_frames_for_training)
 # val_split None (the default): hold out VAL_SPLIT of each class only when every class has
 # AUTO_VAL_MIN_PER_CLASS files (10 for validation). Below that a split of 2-9 files per class

@@ -4,6 +4,8 @@ self-training and by re-estimating its BatchNorm statistics (AdaBN)."""
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +153,25 @@ class _ConvNorm(torch.nn.Module):
         return self.head(self.dropout(x)).view(*clips.shape[:2], -1)
 
 
+def test_batchnorm_statistics_equal_pytorch_update_bn_on_the_same_batches() -> None:
+    from torch.optim.swa_utils import update_bn
+
+    torch.manual_seed(0)
+    ours, theirs = _ConvNorm(), _ConvNorm()
+    theirs.load_state_dict(ours.state_dict())
+    frames = (torch.rand(330, 3, 6, 6, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    _update_statistics(ours, frames, [ours.norm], seed=3, device=torch.device("cpu"))
+    order = torch.randperm(330, generator=torch.Generator().manual_seed(3))
+    # 330 = 4 x 64 + 74: the 10 frames left over are folded into the last batch, not a batch alone.
+    batches = [frames[order[i:j]].float() / 255 for i, j in ((0, 64), (64, 128), (128, 192), (192, 256),
+                                                              (256, 330))]
+    conv_norm = torch.nn.Sequential(theirs.conv, theirs.norm)
+    update_bn(batches, conv_norm)
+    assert int(ours.norm.num_batches_tracked) == 5
+    torch.testing.assert_close(ours.norm.running_mean, theirs.norm.running_mean)
+    torch.testing.assert_close(ours.norm.running_var, theirs.norm.running_var)
+
+
 def test_batchnorm_statistics_become_the_target_frames_statistics() -> None:
     torch.manual_seed(0)
     model = _ConvNorm()
@@ -195,13 +216,52 @@ def test_batchnorm_adaptation_skips_an_undecodable_file_and_refuses_bad_targets(
     (folder / "broken.mp4").write_bytes(b"not a video")
     result = adapt_batchnorm(finetuned_run, [str(folder)], tmp_path / "bn", workers=0)
     assert (result.files, result.failed, result.frames) == (6, 1, 24)
-    with pytest.raises(ConfigError, match="new folder"):
-        adapt_batchnorm(finetuned_run, [str(folder)], finetuned_run, workers=0)
+    for out in (finetuned_run, finetuned_run / "inside", finetuned_run.parent, tmp_path / "bn"):
+        with pytest.raises(ConfigError, match="new folder"):  # never over the run, nor a full folder
+            adapt_batchnorm(finetuned_run, [str(folder)], out, workers=0)
+    signed = tmp_path / "signed"
+    shutil.copytree(finetuned_run, signed)
+    (signed / "model.sig").write_text("a signature of the old weights")
+    adapt_batchnorm(signed, [str(folder)], tmp_path / "from_signed", workers=0)
+    assert not (tmp_path / "from_signed" / "model.sig").exists()  # it would no longer verify
     with pytest.raises(ConfigError, match="nothing to adapt"):  # a linear probe kept ImageNet's
         adapt_batchnorm(photos_run, [str(folder)], tmp_path / "bn3", workers=0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError):
         adapt_batchnorm(finetuned_run, [str(tmp_path / "empty")], tmp_path / "bn2", workers=0)
+
+
+def test_mixed_statistics_take_half_their_frames_from_the_run_s_training_files(
+        domains: Path, finetuned_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for f in sorted((domains / "unlabeled").glob("*.mp4"))[:30]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    target = adapt_batchnorm(finetuned_run, [str(folder)], tmp_path / "t", max_frames=64, workers=0)
+    mixed = adapt_batchnorm(finetuned_run, [str(folder)], tmp_path / "m", max_frames=64, workers=0,
+                            mixed=True)
+    # 30 clips of 4 frames; the run trains on 27 of its 36 photos (val_split 0.25).
+    assert (target.frames, target.training_frames) == (64, 0)
+    assert (mixed.frames, mixed.training_frames) == (32, 27)
+    few = adapt_batchnorm(finetuned_run, [str(folder / f) for f in sorted(os.listdir(folder))[:5]],
+                          tmp_path / "few", max_frames=64, workers=0, mixed=True)
+    assert (few.files, few.frames, few.training_frames) == (5, 20, 20)  # half and half
+    _, meta = load_checkpoint(tmp_path / "m")
+    assert meta["adapted"]["training_frames"] == 27
+    t, m = load_checkpoint(tmp_path / "t")[0], load_checkpoint(tmp_path / "m")[0]
+    assert any(not torch.equal(t[k], m[k]) for k in t if k.endswith("running_mean"))
+
+
+def test_adapt_runs_its_rounds_from_the_batchnorm_step(domains: Path, finetuned_run: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "adapted"
+    history = adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=1, threshold=0.5,
+                    batchnorm="mixed", workers=0, epochs=1)
+    _, first = load_checkpoint(out / "rounds" / "0")
+    assert first["adapted"]["statistics"] == "mixed" and [r.round for r in history] == [1]
+    assert (out / "pseudo_labels_1.csv").is_file() and (out / "model.json").is_file()
+    with pytest.raises(ConfigError, match="new folder"):  # a second run into the same folder
+        adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=1, workers=0)
 
 
 @pytest.mark.parametrize("stride", [0, 8])
@@ -224,11 +284,11 @@ def test_only_norms_that_learnt_from_the_run_are_adapted(stride: int) -> None:
 def test_cli_adapt_batchnorm_only(domains: Path, finetuned_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "bn"
     run = run_cli("adapt", str(finetuned_run), "--unlabeled", str(domains / "unlabeled"),
-                  "--rounds", "0", "--batchnorm", "--out", str(out), "--workers", "0")
+                  "--rounds", "0", "--batchnorm", "target", "--out", str(out), "--workers", "0")
     assert run.code == 0, run.err
     assert (out / "model.json").is_file() and "BatchNorm statistics of" in run.err + run.out
     info = run_cli("info", str(out))
-    assert info.code == 0 and "adapted:    BatchNorm statistics from 180 frames of 45" in info.out
+    assert info.code == 0 and "adapted:    BatchNorm statistics (target) from 180 frames of 45" in info.out
     refused = run_cli("adapt", str(finetuned_run), "--unlabeled", str(domains / "unlabeled"),
                       "--rounds", "0", "--out", str(tmp_path / "x"))
     assert refused.code != 0 and "rounds" in refused.err and "Traceback" not in refused.err

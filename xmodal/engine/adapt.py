@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xmodal.config import BATCHNORM_MODES
 from xmodal.engine.reporting import Reporter
 
 DEFAULT_ROUNDS = 2
@@ -63,35 +64,41 @@ def write_pseudo_csv(rows: list[tuple[str, str, float]], path: Path) -> None:
 
 def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathLike[str], *,
           rounds: int = DEFAULT_ROUNDS, threshold: float = DEFAULT_THRESHOLD,
-          batchnorm: bool = False, epochs: int | None = None, augment: str = "cross",
+          batchnorm: str = "none", epochs: int | None = None, augment: str = "cross",
           workers: int | None = None, reporter: Reporter | None = None) -> list[AdaptRound]:
     """Self-train ``run`` on the files under ``unlabeled`` for ``rounds`` rounds into ``out``.
 
-    With ``batchnorm``, the run's BatchNorm statistics are first re-estimated on the unlabelled
-    files (``xmodal.engine.bn_adapt``, AdaBN; kept in ``out/rounds/0``, or ``out`` itself when
-    ``rounds`` is 0). Round k then predicts every unlabelled file with the current model, writes
+    With ``batchnorm`` "target" (or "mixed"), the run's BatchNorm statistics are first
+    re-estimated on the unlabelled files (and half on its own training files;
+    ``xmodal.engine.bn_adapt``, AdaBN), kept in ``out/rounds/0``, or ``out`` itself when
+    ``rounds`` is 0. Round k then predicts every unlabelled file with the current model, writes
     the confident ones to ``out/pseudo_labels_k.csv`` and fine-tunes the current model on the
     labelled training split plus them (``init`` = the current model). Earlier rounds' runs are
     kept in ``out/rounds/k``; the last round is ``out`` itself. Raises ConfigError / DatasetError.
     """
+    from xmodal.engine.bn_adapt import check_new_folder
     from xmodal.engine.label import find_files
     from xmodal.engine.predict import load
     from xmodal.engine.train import fit, resume_config
     from xmodal.errors import ConfigError, DatasetError
 
-    if rounds < 0 or (rounds == 0 and not batchnorm):
-        raise ConfigError(f"rounds must be >= 1 (or 0 with --batchnorm), got {rounds}")
+    if batchnorm not in BATCHNORM_MODES:
+        raise ConfigError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {batchnorm!r}")
+    if rounds < 0 or (rounds == 0 and batchnorm == "none"):
+        raise ConfigError(f"rounds must be >= 1 (or 0 with --batchnorm target|mixed), got {rounds}")
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
     reporter = reporter or Reporter()
-    files = find_files(unlabeled).files
     out = Path(out)
+    check_new_folder(Path(run), out)  # never write over the run being adapted
+    files = find_files(unlabeled).files
     current, history = Path(run), []
-    if batchnorm:
+    if batchnorm != "none":
         from xmodal.engine.bn_adapt import adapt_batchnorm
 
         target = out if rounds == 0 else out / "rounds" / "0"
-        adapt_batchnorm(current, unlabeled, target, workers=workers, reporter=reporter)
+        adapt_batchnorm(current, unlabeled, target, mixed=batchnorm == "mixed", workers=workers,
+                        reporter=reporter)
         current = target
     for k in range(1, rounds + 1):
         predictor = load(str(current), workers=workers)

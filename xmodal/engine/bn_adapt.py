@@ -1,4 +1,4 @@
-"""BatchNorm statistics of the target domain: ``xmodal adapt RUN --unlabeled DIR --rounds 0``.
+"""BatchNorm statistics of the target domain: ``xmodal adapt RUN --unlabeled DIR --batchnorm``.
 
 A model's BatchNorm layers normalise each channel by the mean and variance they saw in training.
 When the files it will label look different (video frames after photos: other scales, scenes,
@@ -13,6 +13,7 @@ frames of one clip vary far less than frames across clips.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from xmodal.engine.reporting import Reporter
 
 if TYPE_CHECKING:
     import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from xmodal.config import TrainConfig
+    from xmodal.engine.predict import LoadedModel
 
 DEFAULT_MAX_FRAMES = 2048  # frames the statistics are computed on (drawn evenly over the files)
 BATCH_FRAMES = 64  # frames per forward pass: mixed across files
@@ -33,58 +38,126 @@ MIN_FRAMES = 16  # fewer give statistics too noisy to replace the training ones
 
 @dataclass
 class BatchNormAdaptation:
+    """What ``adapt_batchnorm`` did: files and frames used, layers re-estimated."""
+
     files: int  # unlabelled files decoded
     failed: int  # files that could not be decoded (skipped, named in a warning)
-    frames: int  # frames the statistics were computed on
+    frames: int  # frames of the unlabelled files the statistics were computed on
     layers: int  # BatchNorm layers re-estimated
+    training_frames: int = 0  # frames of the run's own training files (``mixed``)
 
 
 def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathLike[str], *,
-                    max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0, workers: int | None = None,
-                    device: str = "auto", reporter: Reporter | None = None) -> BatchNormAdaptation:
-    """Copy the run directory ``run`` to ``out`` with its BatchNorm statistics re-estimated on
-    the files under ``unlabeled`` (AdaBN). Every weight is kept; only ``running_mean`` and
-    ``running_var`` change, of the layers that estimated theirs from the run's data
-    (``trained_norms``). Each file gives the frames its run would classify (``frames`` TSN
-    segments for a clip, one for a still, at the run's input size); at most ``max_frames`` of them,
-    drawn evenly over the files with ``seed``, are shuffled into batches of 64 frames.
+                    mixed: bool = False, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0,
+                    workers: int | None = None, device: str = "auto",
+                    reporter: Reporter | None = None) -> BatchNormAdaptation:
+    """Copy the run directory ``run`` to the new folder ``out`` with its BatchNorm statistics
+    re-estimated on the files under ``unlabeled`` (AdaBN). Every weight is kept; only
+    ``running_mean`` and ``running_var`` change, of the layers that estimated theirs from the
+    run's data (``trained_norms``). Each file gives the frames its run would classify (``frames``
+    TSN segments for a clip, one for a still, at the run's input size); at most ``max_frames`` of
+    them, spread evenly over the files (one frame from each of ``max_frames`` files drawn with
+    ``seed`` when there are more), are shuffled into batches of 64 frames.
 
-    Raises ConfigError (``out`` is ``run``, a multi-label or BatchNorm-free model, an ONNX
-    export), DatasetError (no file, or none decodable), CheckpointError.
+    ``mixed``: as many frames again from the run's own labelled training split (its
+    ``config.yaml`` names the data; pseudo-labelled files left out), half the budget at most,
+    so that one model serves both domains (photos and video frames), not the target alone.
+
+    Raises ConfigError (``out`` not a new folder, or inside ``run`` or holding it; not a run of
+    ``xmodal train``; a multi-label model or one without trained BatchNorm statistics; ``out``
+    unwritable), DatasetError (fewer than 16 frames decoded, the run's data gone),
+    CheckpointError.
     """
-    from xmodal.checkpoint import save_checkpoint
+    from xmodal.engine.label import find_files
     from xmodal.engine.runtime import resolve_device
     from xmodal.engine.train import resume_config
     from xmodal.errors import ConfigError, DatasetError
 
     reporter = reporter or Reporter()
     run, out = Path(run), Path(out)
-    if out.resolve() == run.resolve():
-        raise ConfigError(f"{out}: --out must be a new folder, not the run being adapted")
+    check_new_folder(run, out)
     loaded = _load_run(run)
-    norms = trained_norms(loaded.model, resume_config(run), loaded.input_size)
+    cfg = resume_config(run)
+    norms = trained_norms(loaded.model, cfg, loaded.input_size)
     if not norms:
         raise ConfigError(f"{run}: no BatchNorm layer of this model learnt its statistics from the "
                           "run's data (a linear probe, or --freeze-bn-stats): nothing to adapt")
-    frames, failed, count = _target_frames(loaded, unlabeled, max_frames, seed, workers, reporter)
+    rng = np.random.default_rng(seed)
+    files = find_files(unlabeled).files
+    budget = max_frames // 2 if mixed else max_frames
+    frames, decoded, failed = _frames_of(loaded, files, budget, rng, workers, reporter, "unlabelled")
     if len(frames) < MIN_FRAMES:
-        raise DatasetError(", ".join(unlabeled), f"{len(frames)} frame(s) decoded from {count - failed} "
+        raise DatasetError(", ".join(unlabeled), f"{len(frames)} frame(s) decoded from {decoded} "
                            f"file(s); BatchNorm statistics need at least {MIN_FRAMES}")
-    _update_statistics(loaded.model, frames, norms, seed, resolve_device(device))
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(run, out, ignore=shutil.ignore_patterns("last", "rounds", "*.tmp"))
+    own = _training_frames(loaded, cfg, len(frames), rng, workers, reporter) if mixed else None
+    _update_statistics(loaded.model, frames if own is None else _cat(frames, own), norms, seed,
+                       resolve_device(device))
+    result = BatchNormAdaptation(decoded, failed, len(frames), len(norms), 0 if own is None else len(own))
     meta = dict(loaded.meta)
-    meta["adapted"] = {"method": "batchnorm", "from": str(run), "files": count - failed,
-                       "frames": len(frames)}
-    save_checkpoint(loaded.model, meta, out)
-    result = BatchNormAdaptation(count - failed, failed, len(frames), len(norms))
+    meta["adapted"] = {"method": "batchnorm", "statistics": "mixed" if mixed else "target",
+                       "from": str(run), "files": result.files, "frames": result.frames,
+                       "training_frames": result.training_frames}
+    _write_run(run, out, loaded.model, meta)
+    mix = f" and {result.training_frames} of the run's training files" if mixed else ""
     reporter.info(f"BatchNorm statistics of {result.layers} layers re-estimated on {result.frames} "
-                  f"frames of {result.files} unlabelled files -> {out}")
+                  f"frames of {result.files} unlabelled files{mix} -> {out}")
     return result
 
 
-def trained_norms(model: torch.nn.Module, cfg: Any, input_size: int) -> list[Any]:
+def check_new_folder(run: Path, out: Path) -> None:
+    """ConfigError unless ``out`` is a new (or empty) folder that is neither inside ``run`` nor
+    holds it: adapting writes a whole run there and must never overwrite the one it reads."""
+    from xmodal.errors import ConfigError
+
+    r, o = run.resolve(), out.resolve()
+    if o == r or r in o.parents or o in r.parents:
+        raise ConfigError(f"{out}: --out must be a new folder outside {run} (not it, inside it or "
+                          "holding it)")
+    if o.exists() and (not o.is_dir() or any(o.iterdir())):
+        raise ConfigError(f"{out}: already exists; give --out a new folder for the adapted run")
+
+
+def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """``run``'s folder (config, metrics; not its resume state, earlier rounds or signature,
+    which no longer matches) with the new weights, staged beside ``out`` and renamed into place."""
+    from xmodal.checkpoint import save_checkpoint
+    from xmodal.deploy.signing import SIGNATURE_NAME
+    from xmodal.errors import ConfigError
+
+    stage = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.copytree(run, stage, ignore=shutil.ignore_patterns("last", "rounds", "*.tmp*", SIGNATURE_NAME))
+        save_checkpoint(model, meta, stage)
+        if out.exists():
+            out.rmdir()  # empty: check_new_folder
+        os.replace(stage, out)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the adapted run ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` then ``b`` along frames."""
+    import torch
+
+    return torch.cat([a, b]) if len(b) else a
+
+
+def _training_frames(loaded: LoadedModel, cfg: TrainConfig, budget: int, rng: np.random.Generator,
+                     workers: int | None, reporter: Reporter) -> torch.Tensor:
+    """Up to ``budget`` frames of the run's labelled training split (a self-trained run's
+    pseudo-labelled files are of the target domain: left out)."""
+    from xmodal.engine.data import load_split
+
+    split = load_split(dataclasses.replace(cfg, pseudo_csv=None))
+    frames, _, _ = _frames_of(loaded, [s.path for s in split.train], budget, rng, workers, reporter,
+                              "training")
+    return frames
+
+
+def trained_norms(model: torch.nn.Module, cfg: TrainConfig, input_size: int) -> list[_BatchNorm]:
     """The BatchNorm layers whose running statistics ``cfg``'s training estimated from its data
     (as of its last epoch): AdaBN replaces statistics of the training domain. Layers that kept
     ImageNet's (a frozen-stride prefix, a linear probe's encoder, ``freeze_bn_stats``) stay."""
@@ -104,12 +177,15 @@ def trained_norms(model: torch.nn.Module, cfg: Any, input_size: int) -> list[Any
     return norms
 
 
-def _load_run(run: Path) -> Any:
+def _load_run(run: Path) -> LoadedModel:
+    """The run's model on PyTorch; ConfigError for what cannot be adapted."""
     from xmodal.deploy.onnx_model import is_onnx_export
     from xmodal.engine.multilabel import is_multi_label
     from xmodal.engine.predict import load_model
     from xmodal.errors import ConfigError
 
+    if not run.is_dir():
+        raise ConfigError(f"{run}: no such run directory")
     if not (run / "config.yaml").is_file() or is_onnx_export(run):
         raise ConfigError(f"{run}: not a run directory of `xmodal train` (an export or a bare "
                           "checkpoint cannot be adapted)")
@@ -119,27 +195,28 @@ def _load_run(run: Path) -> Any:
     return loaded
 
 
-def _target_frames(loaded: Any, unlabeled: list[str], max_frames: int, seed: int,
-                   workers: int | None, reporter: Reporter) -> tuple[torch.Tensor, int, int]:
-    """(frames (F, 3, S, S) uint8, files that failed, files found) from the unlabelled files,
-    decoded as ``xmodal predict`` decodes them (the same reader, in isolated workers)."""
+def _frames_of(loaded: LoadedModel, files: list[Any], budget: int, rng: np.random.Generator,
+               workers: int | None, reporter: Reporter, what: str) -> tuple[torch.Tensor, int, int]:
+    """(frames (F, 3, S, S) uint8, F <= ``budget``, spread evenly over ``files``; files decoded;
+    files that failed, named in one warning), decoded as ``xmodal predict`` decodes them (the same
+    reader, in isolated workers). With more files than ``budget``, one frame from each of
+    ``budget`` files drawn at random, so at most ``budget`` files are decoded."""
     import torch
 
     from xmodal.engine.inputs import ClipReader
-    from xmodal.engine.label import find_files
     from xmodal.engine.predict import describe_failure
     from xmodal.engine.workers import DecodePool
 
-    files = find_files(unlabeled).files
-    rng = np.random.default_rng(seed)
-    per_file = max(1, -(-max_frames // max(1, len(files))))  # ceil: the budget spread evenly
+    if len(files) > budget:
+        files = [files[i] for i in np.sort(rng.choice(len(files), budget, replace=False))]
+    per_file = max(1, -(-budget // max(1, len(files))))  # ceil: the budget spread evenly
     reader = ClipReader(loaded.frames, loaded.input_size, loaded.resize_size, "auto")
     if workers is None:  # as predict: starting processes costs more than it saves for a few files
         workers = 0 if len(files) <= 2 else min(4, os.cpu_count() or 1)
     pool = DecodePool(reader, workers=workers, describe_error=describe_failure)
     chunks, failed = [], []
     for index, result, error in reporter.track(pool.imap([str(f) for f in files]),
-                                               total=len(files), desc="decode"):
+                                               total=len(files), desc=f"decode {what}"):
         if result is None:
             failed.append(f"{files[index]}: {error}")
             continue
@@ -147,13 +224,15 @@ def _target_frames(loaded: Any, unlabeled: list[str], max_frames: int, seed: int
         keep = rng.permutation(len(views))[:per_file]
         chunks.append(views[np.sort(keep)])
     if failed:
-        reporter.warning(f"{len(failed)} unlabelled file(s) skipped: " + "; ".join(failed[:3])
+        reporter.warning(f"{len(failed)} {what} file(s) skipped: " + "; ".join(failed[:3])
                          + (" ..." if len(failed) > 3 else ""))
     frames = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.uint8)
-    return frames[:max_frames], len(failed), len(files)
+    if len(frames) > budget:  # per_file rounded up: drop frames at random, not the last files'
+        frames = frames[np.sort(rng.choice(len(frames), budget, replace=False))]
+    return frames, len(chunks), len(failed)
 
 
-def _update_statistics(model: torch.nn.Module, frames: torch.Tensor, norms: list[Any], seed: int,
+def _update_statistics(model: torch.nn.Module, frames: torch.Tensor, norms: list[_BatchNorm], seed: int,
                        device: torch.device) -> None:
     """Reset ``norms`` and average their batch statistics over shuffled batches of ``frames``
     (uint8 (F, 3, S, S)), as ``torch.optim.swa_utils.update_bn`` does; the rest of the model stays
