@@ -533,8 +533,8 @@ class AdaptRecipe(XmodalRecipe):
     kind = "xmodal-adapt"
     uses_unlabeled = True
     OPTIONS: ClassVar[dict[str, Any]] = {"rounds": 2, "threshold": 0.7, "batchnorm": "none"}
-    # batchnorm=true and =both: the spelling of commit 8c71c1e (results of 2026-12-06)
-    ALIASES: ClassVar[dict[Any, str]] = {True: "target", False: "none", "both": "mixed"}
+    # batchnorm=true: the spelling of "target" in commit 8c71c1e (results of 2026-12-06)
+    ALIASES: ClassVar[dict[Any, str]] = {True: "target", False: "none"}
 
     def __init__(self, spec: str) -> None:
         Recipe.__init__(self, spec)

@@ -121,10 +121,11 @@ def test_adapt_jobs_get_their_own_images_in_the_other_modality_never_test_files(
     # BatchNorm statistics alone cost one pass over the unlabelled files, no training.
     assert (bench.estimate(stills_job, [bn_only], settings, (100.0, 400.0), 1)["training"]
             == bench.estimate(stills_job, plain_rows, settings, (100.0, 400.0), 1)["training"])
-    # The spelling of the first results (commit 8c71c1e) still reads the same.
-    assert recipes.parse_recipe("xmodal-adapt:rounds=0,batchnorm=both").opts["batchnorm"] == "mixed"
+    # The spelling of the first results (commit 8c71c1e) of "target" still reads the same.
     assert recipes.parse_recipe("xmodal-adapt:rounds=0,batchnorm=true").opts["batchnorm"] == "target"
+    assert recipes.parse_recipe("xmodal-adapt:rounds=0,batchnorm=mixed").opts["batchnorm"] == "mixed"
     for bad in ("xmodal-adapt:rounds=0", "xmodal-adapt:threshold=1.5", "xmodal-adapt:rounds=0,batchnorm=none",
+                "xmodal-adapt:rounds=0,batchnorm=both",
                 "xmodal-adapt:rounds=0,batchnorm=maybe", "xmodal-adapt:learning_rate=1",
                 "xmodal-adapt:seed=1"):
         with pytest.raises(recipes.RecipeError):
