@@ -788,7 +788,8 @@ def info(model: str, as_json: bool) -> None:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
     if (meta.get("adapted") or {}).get("method") == "batchnorm":
         a = meta["adapted"]
-        mixed = f" and {a.get('training_frames')} of its training files" if a.get("training_frames") else ""
+        mixed = (f" and {a.get('training_frames')} frames of its training files"
+                 if a.get("training_frames") else "")
         echo(f"adapted:    BatchNorm statistics ({a.get('statistics', 'target')}) from {a.get('frames')} "
              f"frames of {a.get('files')} unlabelled files{mixed}; weights, metrics and scores' "
              f"temperature are those of {a.get('from')}")

@@ -98,7 +98,7 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
                        "from": str(run), "files": result.files, "frames": result.frames,
                        "training_frames": result.training_frames}
     _write_run(run, out, loaded.model, meta)
-    mix = f" and {result.training_frames} of the run's training files" if mixed else ""
+    mix = f" and {result.training_frames} frames of the run's training files" if mixed else ""
     reporter.info(f"BatchNorm statistics of {result.layers} layers re-estimated on {result.frames} "
                   f"frames of {result.files} unlabelled files{mix} -> {out}")
     return result
