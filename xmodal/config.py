@@ -41,6 +41,13 @@ AUTO_VAL_MIN_PER_CLASS = 50
 # 0.758, 0.970 -> 0.930, 2 seeds), so image and mixed runs train every layer
 # (tools/bench_accuracy.py; docs/accuracy.md, "Suite run, 2026-12-03 (4)").
 VIDEO_FROZEN_STRIDE = 8
+# Prediction-time BatchNorm (xmodal.models.test_time_norm; Schneider et al., 2020): each frame is
+# normalised by the training statistics weighted as N frames, mixed with its own. Off by default:
+# N = 32 raised a stills-trained model's clip accuracy on the suite by +5.0 / +4.2 / -0.7 points
+# (digits / Fashion-MNIST / LFW) and a clips-trained model's photo accuracy by +7.9 / +5.0 / +0.7,
+# but its unfused BatchNorm layers made ONNX Runtime inference 3-5x slower (INT8: 9-14x) on 2
+# cores (tools/bench_test_time_norm.py; docs/accuracy.md, "2026-12-07").
+TEST_BN_PRIOR = 0.0
 FROZEN_STRIDES = (0, 2, 4, 8, 16, 32)
 
 
@@ -66,6 +73,7 @@ class TrainConfig:
     init: str | None = None  # start from this run's weights (same classes), e.g. to adapt it
     pooling: str = "mean"
     dropout: float = 0.2
+    test_bn_prior: float = TEST_BN_PRIOR  # prediction-time BatchNorm: N of the training statistics; 0 = off
     input_size: int | None = None
     train_size: int | None = None  # training crop size (FixRes: below the test size); None = input
     # optimisation
@@ -167,6 +175,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.val_split is not None and not 0.0 <= self.val_split < 1.0:
             raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
+        if not self.test_bn_prior >= 0:
+            raise ConfigError(f"test_bn_prior must be >= 0 (0 = off), got {self.test_bn_prior}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.workers < 0:

@@ -40,6 +40,8 @@ def test_run_dir_contents(trained_run: Path) -> None:
     assert meta["classes"] == sorted(meta["classes"]) and len(meta["classes"]) == 3
     assert meta["frames"] == 2 and meta["backbone"] == "efficientnet_lite0"
     assert meta["preprocessing"]["input_size"] == 224
+    assert meta["test_bn_prior"] is None  # prediction-time BatchNorm: off by default
+    assert load_model(trained_run).model.test_bn_prior is None
 
 
 def test_train_predict_round_trip(trained_run: Path, tiny_dataset: Path) -> None:
@@ -283,13 +285,17 @@ def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, t
     monkeypatch.setattr(train_mod, "_to_device", spy)
     out = tmp_path / "run"
     fit(_cfg(tiny_dataset, out, modality="video", frames=4, train_frames=2, input_size=96,
-             train_size=64, val_split=0.34))
+             train_size=64, val_split=0.34, test_bn_prior=32))
     train_shapes = {s for s in shapes if s[-1] == 64}
     val_shapes = {s for s in shapes if s[-1] == 96}
     assert {s[1:] for s in train_shapes} == {(2, 3, 64, 64)}
     assert {s[1:] for s in val_shapes} == {(4, 3, 96, 96)}
     _, meta = load_checkpoint(out)
     assert meta["frames"] == 4 and meta["preprocessing"]["input_size"] == 96
+    assert meta["test_bn_prior"] == 32.0  # recorded, and rebuilt with the model, active in eval
+    model = load_model(out).model
+    assert model.test_bn_prior == 32.0
+    assert all(m._test_bn_active for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     video = next(p for p in sorted(tiny_dataset.rglob("*.mp4")))
     record = load(str(out)).predict([str(video)])[0]
     assert len(record["sampled_s"]) == 4

@@ -44,7 +44,7 @@ PROBE_TOLERANCE = 1e-4
 # The scores' settings (temperature, multi-label thresholds) too, so both engines give one record.
 _CARRIED = ("classes", "backbone", "frames", "pooling", "preprocessing", "modality", "config",
             "data", "epoch", "metrics", "temperature", "calibration", "multi_label", "thresholds",
-            "threshold_tuning")
+            "threshold_tuning", "test_bn_prior")
 
 
 class ExportGraph(nn.Module):

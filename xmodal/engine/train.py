@@ -300,7 +300,8 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
                       "files, so every file trains and the epoch with the lowest training loss "
                       f"is kept (--val-split {VAL_SPLIT} holds files out anyway)")
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
-                             pooling=cfg.pooling, dropout=cfg.dropout)
+                             pooling=cfg.pooling, dropout=cfg.dropout,
+                             test_bn_prior=cfg.test_bn_prior)
     if cfg.init is not None:
         _load_init(model, cfg.init, split.classes)
     if cfg.input_size is not None:  # e.g. smaller frames for speed; recorded in the checkpoint
@@ -659,6 +660,7 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "pooling": cfg.pooling,
         "multi_label": cfg.multi_label,
         "dropout": cfg.dropout,
+        "test_bn_prior": cfg.test_bn_prior or None,
         "modality": cfg.modality,
         "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
                           "mean": list(pcfg.mean), "std": list(pcfg.std)},

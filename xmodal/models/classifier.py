@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from xmodal.errors import ModelError
+from xmodal.models import test_time_norm
 from xmodal.models.encoders import Encoder, create_encoder, imagenet_categories
 
 POOLINGS = ("mean", "max")
@@ -25,7 +26,8 @@ class FrameClassifier(nn.Module):
     """(B, T, 3, H, W) uint8 frames -> (B, K) clip logits; (B, 3, H, W) is taken as T = 1."""
 
     def __init__(self, encoder: Encoder, num_classes: int, *, pooling: str = "mean",
-                 dropout: float = 0.0, head: nn.Linear | None = None) -> None:
+                 dropout: float = 0.0, head: nn.Linear | None = None,
+                 test_bn_prior: float | None = None) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ModelError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -49,6 +51,17 @@ class FrameClassifier(nn.Module):
         # the checkpoint's JSON metadata records the preprocessing.
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255, persistent=False)
+        # Prediction-time BatchNorm (xmodal.models.test_time_norm): off in training, on in eval().
+        self.test_bn_prior = test_bn_prior or None
+        if self.test_bn_prior is not None:
+            test_time_norm.attach(self.encoder, self.test_bn_prior)
+
+    def train(self, mode: bool = True) -> FrameClassifier:
+        """As ``nn.Module.train``; also turns prediction-time BatchNorm off (training) or on."""
+        super().train(mode)
+        if self.test_bn_prior is not None:
+            test_time_norm.set_active(self.encoder, not mode)
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -95,10 +108,13 @@ def _is_channels_last(model: nn.Module) -> bool:
 
 
 def build_classifier(backbone: str, num_classes: int, weights: str = "imagenet",
-                     pooling: str = "mean", dropout: float = 0.0) -> FrameClassifier:
-    """A (pretrained) encoder with a new ``num_classes`` head, ready to fine-tune."""
+                     pooling: str = "mean", dropout: float = 0.0,
+                     test_bn_prior: float | None = None) -> FrameClassifier:
+    """A (pretrained) encoder with a new ``num_classes`` head, ready to fine-tune.
+    ``test_bn_prior``: N of prediction-time BatchNorm (``xmodal.models.test_time_norm``);
+    None or 0: off."""
     return FrameClassifier(create_encoder(backbone, weights), num_classes, pooling=pooling,
-                           dropout=dropout)
+                           dropout=dropout, test_bn_prior=test_bn_prior)
 
 
 def imagenet_classifier(backbone: str, weights: str = "imagenet") -> tuple[FrameClassifier, list[str]]:
@@ -126,5 +142,7 @@ def classifier_from_meta(meta: Mapping[str, Any]) -> FrameClassifier:
         raise ModelError("checkpoint metadata lacks 'backbone' or 'classes'") from None
     encoder = create_encoder(backbone, weights="none")
     encoder.pretrained_cfg = encoder.pretrained_cfg.with_preprocessing(meta.get("preprocessing") or {})
+    prior = meta.get("test_bn_prior")  # runs before 2026-12-07 have none: off
     return FrameClassifier(encoder, len(classes), pooling=str(meta.get("pooling", "mean")),
-                           dropout=float(meta.get("dropout", 0.0)))
+                           dropout=float(meta.get("dropout", 0.0)),
+                           test_bn_prior=None if prior is None else float(prior))
