@@ -95,3 +95,42 @@ def test_int8_without_recorded_data_needs_calibration(checkpoint: Path, tmp_path
     assert "the model has no validation split" in out_text and "accuracy change not measured" in out_text
     meta = json.loads((out / "model.json").read_text())
     assert meta["quantization"]["calibration"] == {"source": str(SAMPLES / "demo"), "frames": 5}
+
+
+def test_a_run_with_prediction_time_batchnorm_exports_and_quantises_its_convolutions_only(
+        sample_run: Path, tmp_path: Path) -> None:
+    """``--test-bn-prior``: the export computes each frame's statistics (checked against PyTorch
+    by the export's probe batch), its BatchNorm layers stay unfused, and INT8 quantises only the
+    convolutions and matrix products, never the statistics' arithmetic."""
+    import shutil
+
+    import onnx
+
+    from xmodal.deploy.onnx_export import export_onnx
+    from xmodal.deploy.quantize import _op_types
+
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**meta, "test_bn_prior": 32.0}))
+    fp32 = export_onnx(run, tmp_path / "fp32").out
+    graph = onnx.load(str(fp32 / "model.onnx")).graph
+    assert sum(n.op_type == "BatchNormalization" for n in graph.node) == 49
+    assert json.loads((fp32 / "model.json").read_text())["test_bn_prior"] == 32.0
+    assert _op_types(fp32 / "model.onnx") == ["Conv", "Gemm", "MatMul"]
+    int8 = export_onnx(run, tmp_path / "int8", int8=True).out
+    proto = onnx.load(str(int8 / "model.onnx"))
+    assert sum(n.op_type == "BatchNormalization" for n in proto.graph.node) == 49
+    producer = {out: n.op_type for n in proto.graph.node for out in n.output}
+    quantized = {producer.get(n.input[0]) for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    # Activations are quantised where they enter a convolution or a product, never inside the
+    # statistics' arithmetic (ReduceMean, Sub, Mul, Div, Sqrt, ...).
+    assert not quantized & {"ReduceMean", "ReduceSum", "Sub", "Mul", "Div", "Sqrt"}, quantized
+    val = json.loads((int8 / "model.json").read_text())["quantization"]["validation"]
+    assert val["files"] == 6 and val["top1_int8"] >= val["top1_fp32"] - 1 / 6
+
+
+def test_a_run_without_it_keeps_onnx_runtime_s_default_operators(exports: dict[str, Path]) -> None:
+    from xmodal.deploy.quantize import _op_types
+
+    assert _op_types(exports["fp32"] / "model.onnx") is None

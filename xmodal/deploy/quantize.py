@@ -164,7 +164,8 @@ def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path) -> N
         quantize_static(str(prepared), str(out), Frames(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=[first_conv(prepared)])
+                        nodes_to_exclude=[first_conv(prepared)],
+                        op_types_to_quantize=_op_types(prepared))
     except Exception as exc:  # noqa: BLE001 - the quantiser raises many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{fp32.name}: INT8 quantisation failed "
@@ -173,6 +174,20 @@ def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path) -> N
         prepared.unlink(missing_ok=True)
         for leftover in work.glob("augmented_model*.onnx"):
             leftover.unlink(missing_ok=True)
+
+
+def _op_types(model: Path) -> list[str] | None:
+    """Which operators to quantise: ONNX Runtime's defaults (None), or only the convolutions and
+    matrix products when the graph normalises each frame by its own statistics (prediction-time
+    BatchNorm, ``xmodal.models.test_time_norm``: its BatchNorm layers stay unfused), whose
+    arithmetic quantised to 8 bits cost 3 points of top-1 on a digits run's test stills (fp32
+    0.904, INT8 0.874; 0.888 with it left in float, 2026-12-07)."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    if any(node.op_type == "BatchNormalization" for node in graph.node):
+        return ["Conv", "Gemm", "MatMul"]
+    return None
 
 
 def first_conv(model: Path) -> str:
