@@ -42,7 +42,7 @@ def export(prior: float | None, size: int, directory: Path) -> tuple[object, Pat
     example = torch.randint(0, 256, (2, 2, size, size, 3), dtype=torch.uint8)
     _to_onnx(ExportGraph(model).eval(), example, fp32, DEFAULT_OPSET, f"prior {prior}")
     frames = np.random.default_rng(0).integers(0, 256, (64, size, size, 3), dtype=np.uint8)
-    quantize_file(fp32, int8, frames, work=directory)
+    quantize_file(fp32, int8, frames, work=directory, frame_statistics=prior is not None)
     return model, fp32, int8
 
 

@@ -105,7 +105,7 @@ _min_score_option = click.option(
               help="Prediction-time BatchNorm: each frame is normalised by its own statistics "
                    "mixed with the training ones, which weigh as N frames (Schneider et al., "
                    "2020); across photos and video frames 32 gained 4-8 points on two of the "
-                   "accuracy suite's three data sets, for about 3x slower inference. [0: off]")
+                   "accuracy suite's three data sets, for 3-5x slower inference. [0: off]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
 @click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")

@@ -7,6 +7,7 @@ saved beside the checkpoint, and avoids MMAction2-style deep inheritance.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,9 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.val_split is not None and not 0.0 <= self.val_split < 1.0:
             raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
-        if not self.test_bn_prior >= 0:
-            raise ConfigError(f"test_bn_prior must be >= 0 (0 = off), got {self.test_bn_prior}")
+        if not (self.test_bn_prior >= 0 and math.isfinite(self.test_bn_prior)):
+            raise ConfigError(f"test_bn_prior must be a finite number >= 0 (0 = off), "
+                              f"got {self.test_bn_prior}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.workers < 0:

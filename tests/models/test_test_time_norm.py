@@ -125,3 +125,23 @@ def test_prior_helps_a_real_photo_seen_through_a_shift() -> None:
           f"p(285) {before[285]:.3f} -> {after[285]:.3f}")
     assert int(before.argmax()) == 282 and int(after.argmax()) == 285
     assert after[285] > before[285] + 0.05
+
+
+def test_linear_probe_features_are_cached_apart_with_and_without_the_prior() -> None:
+    from xmodal.config import load_config
+    from xmodal.engine.features import cache_context
+
+    cfg = load_config(None, data="x")
+    plain, with_prior = _tiny_classifier(None), _tiny_classifier(32.0)
+    assert cache_context(plain, cfg, "w", 112, 128) == "w|112|128|8|auto"
+    assert cache_context(with_prior, cfg, "w", 112, 128) == "w|112|128|8|auto|test_bn_prior=32"
+
+
+def test_an_encoder_without_batchnorm_or_an_infinite_prior_is_refused() -> None:
+    from xmodal.config import load_config
+    from xmodal.errors import ConfigError, ModelError
+
+    with pytest.raises(ModelError, match="no BatchNorm2d layer"):
+        build_classifier("convnext_tiny", 3, weights="none", test_bn_prior=32.0)
+    with pytest.raises(ConfigError, match="finite number >= 0"):
+        load_config(None, data="x", test_bn_prior=float("inf"))

@@ -34,7 +34,12 @@ def quantize_export(stage: Path, meta: dict[str, Any], source_meta: dict[str, An
     samples = calibration_frames(files, meta, frames)
     fp32 = stage / "fp32.onnx"
     os.replace(stage / ONNX_NAME, fp32)
-    quantize_file(fp32, stage / ONNX_NAME, samples, work=stage)
+    statistics = bool(source_meta.get("test_bn_prior"))
+    if statistics:
+        reporter.warning("this run normalises each frame by its own statistics (--test-bn-prior): "
+                         "its INT8 graph ran slower than its fp32 one on a 2-core CPU "
+                         "(tools/bench_test_time_norm.py); compare before deploying it")
+    quantize_file(fp32, stage / ONNX_NAME, samples, work=stage, frame_statistics=statistics)
     from xmodal.deploy.onnx_export import _stamp_and_check
 
     meta = dict(meta, precision="int8", quantization={
@@ -137,8 +142,11 @@ def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, 
     return np.concatenate(got)[:count]
 
 
-def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path) -> None:
-    """Static QDQ quantisation of ``fp32`` into ``out``, calibrated on ``frames`` (N, S, S, 3)."""
+def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path,
+                  frame_statistics: bool = False) -> None:
+    """Static QDQ quantisation of ``fp32`` into ``out``, calibrated on ``frames`` (N, S, S, 3).
+    ``frame_statistics``: the graph computes per-frame BatchNorm statistics (``--test-bn-prior``;
+    see ``op_types``)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -165,7 +173,7 @@ def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path) -> N
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=[first_conv(prepared)],
-                        op_types_to_quantize=_op_types(prepared))
+                        op_types_to_quantize=op_types(frame_statistics))
     except Exception as exc:  # noqa: BLE001 - the quantiser raises many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{fp32.name}: INT8 quantisation failed "
@@ -176,18 +184,13 @@ def quantize_file(fp32: Path, out: Path, frames: np.ndarray, *, work: Path) -> N
             leftover.unlink(missing_ok=True)
 
 
-def _op_types(model: Path) -> list[str] | None:
+def op_types(frame_statistics: bool) -> list[str] | None:
     """Which operators to quantise: ONNX Runtime's defaults (None), or only the convolutions and
     matrix products when the graph normalises each frame by its own statistics (prediction-time
-    BatchNorm, ``xmodal.models.test_time_norm``: its BatchNorm layers stay unfused), whose
-    arithmetic quantised to 8 bits cost 3 points of top-1 on a digits run's test stills (fp32
-    0.904, INT8 0.874; 0.888 with it left in float, 2026-12-07)."""
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    if any(node.op_type == "BatchNormalization" for node in graph.node):
-        return ["Conv", "Gemm", "MatMul"]
-    return None
+    BatchNorm, ``xmodal.models.test_time_norm``), whose arithmetic quantised to 8 bits cost 3
+    points of top-1 on a digits run's test stills (N = 16: fp32 0.904, INT8 0.874, 0.888 with
+    it left in float; docs/results/int8_test_bn_2026-12-07.txt)."""
+    return ["Conv", "Gemm", "MatMul"] if frame_statistics else None
 
 
 def first_conv(model: Path) -> str:

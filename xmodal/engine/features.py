@@ -57,6 +57,16 @@ def encoder_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def cache_context(model: nn.Module, cfg: TrainConfig, fingerprint: str, input_size: int,
+                  resize_size: int) -> str:
+    """What, besides the file, a cached feature depends on: the encoder's weights, the views'
+    sizes, T, the decoder, and prediction-time BatchNorm (``--test-bn-prior``), which changes
+    every feature."""
+    context = f"{fingerprint}|{input_size}|{resize_size}|{cfg.frames}|{cfg.video_backend}"
+    prior = getattr(model, "test_bn_prior", None)
+    return f"{context}|test_bn_prior={prior:g}" if prior else context
+
+
 def _file_key(path: Path, context: str) -> str:
     stat = path.stat()
     identity = f"{context}|{os.fsencode(path.resolve())!r}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -70,7 +80,7 @@ def build_bank(model: nn.Module, samples: Sequence[Any], cfg: TrainConfig, *, in
     from safetensors.torch import load_file
 
     reporter = reporter or Reporter()
-    context = f"{fingerprint}|{input_size}|{resize_size}|{cfg.frames}|{cfg.video_backend}"
+    context = cache_context(model, cfg, fingerprint, input_size, resize_size)
     features: list[Tensor | None] = [None] * len(samples)
     keys = [_file_key(Path(s.path), context) if Path(s.path).exists() else None for s in samples]
     todo = []

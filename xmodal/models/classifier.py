@@ -53,8 +53,9 @@ class FrameClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255, persistent=False)
         # Prediction-time BatchNorm (xmodal.models.test_time_norm): off in training, on in eval().
         self.test_bn_prior = test_bn_prior or None
-        if self.test_bn_prior is not None:
-            test_time_norm.attach(self.encoder, self.test_bn_prior)
+        if self.test_bn_prior is not None and not test_time_norm.attach(self.encoder, self.test_bn_prior):
+            raise ModelError(f"{encoder.name}: no BatchNorm2d layer for --test-bn-prior to act on "
+                             "(LayerNorm/GroupNorm encoders); use 0")
 
     def train(self, mode: bool = True) -> FrameClassifier:
         """As ``nn.Module.train``; also turns prediction-time BatchNorm off (training) or on."""
