@@ -145,3 +145,24 @@ def test_an_encoder_without_batchnorm_or_an_infinite_prior_is_refused() -> None:
         build_classifier("convnext_tiny", 3, weights="none", test_bn_prior=32.0)
     with pytest.raises(ConfigError, match="finite number >= 0"):
         load_config(None, data="x", test_bn_prior=float("inf"))
+
+
+def test_a_frozen_layer_inside_a_training_model_keeps_its_running_statistics() -> None:
+    """``freeze_bn_stats`` (and a video run's frozen-stride prefix) leave BatchNorm layers in
+    evaluation mode while the model trains: they normalise by their running statistics alone, as
+    without the prior; the prior is for prediction."""
+    from xmodal.config import load_config
+    from xmodal.engine.optim import set_train_mode
+
+    model = _tiny_classifier(32.0)
+    plain = _tiny_classifier(None)
+    plain.load_state_dict(model.state_dict())
+    for m in (model, plain):
+        set_train_mode(m, True)  # freeze_bn_stats: every BatchNorm layer in evaluation mode
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.training
+    clips = torch.randint(0, 256, (2, 1, 3, 64, 64), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(clips), plain(clips))
+    assert load_config(None, data="x").test_bn_prior == 0.0  # off unless asked for
