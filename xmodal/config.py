@@ -96,7 +96,6 @@ class TrainConfig:
     accumulate: int = 1
     augment: str = "cross"
     mixup: float = 0.0  # Beta(alpha, alpha) for MixUp; 0 = off
-    mixstyle: float = 0.0  # MixStyle's probability per batch and stage (xmodal.models.mixstyle); 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) for CutMix; 0 = off (both on: one or the other per batch)
     image_ratio: float | None = None
     # none | sampler | loss: class-balanced sampling or loss weights; None: loss (measured best
@@ -177,8 +176,6 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.val_split is not None and not 0.0 <= self.val_split < 1.0:
             raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
-        if not 0 <= self.mixstyle <= 1:
-            raise ConfigError(f"mixstyle must be a probability in [0, 1] (0 = off), got {self.mixstyle}")
         if not (self.test_bn_prior >= 0 and math.isfinite(self.test_bn_prior)):
             raise ConfigError(f"test_bn_prior must be a finite number >= 0 (0 = off), "
                               f"got {self.test_bn_prior}")

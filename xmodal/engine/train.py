@@ -309,10 +309,6 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
             model.encoder.pretrained_cfg, input_size=cfg.input_size,
             resize_size=round(cfg.input_size / 0.875))
     pcfg = model.encoder.pretrained_cfg
-    if cfg.mixstyle:
-        from xmodal.models import mixstyle
-
-        mixstyle.attach(model, model.encoder, cfg.mixstyle, pcfg.input_size)
     frozen = stride_prefix(model, cfg.frozen_stride_for_training, pcfg.input_size)
     model = prepare_model(model, device, compile=cfg.compile)
     shard = {"num_replicas": dist_info.world_size, "rank": dist_info.rank}
