@@ -249,15 +249,27 @@ def _background(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.asarray(blobs, np.float32) + fine, 0, 255)
 
 
+def _ink_level(canvas: np.ndarray) -> float:
+    """Ink shows as it would on camera: dark on a light background, light on a dark one."""
+    return INK_DARK if canvas.mean() > 140 else 255.0
+
+
+def ink_of(spec: ClipSpec, seed: int) -> str | None:
+    """"dark" or "light": the ink ``render`` draws the clip's strokes with (the ``ink`` matte;
+    its stills are light strokes on black), None for other mattes."""
+    if spec.matte != "ink":
+        return None
+    canvas = _background(spec, np.random.default_rng([GENERATOR_VERSION, seed, 1]))
+    return "dark" if _ink_level(canvas) == INK_DARK else "light"
+
+
 def render(image: np.ndarray, spec: ClipSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 frames (T, H, W, 3) and the object's alpha per frame (T, H, W) float32."""
     import cv2
 
     rng = np.random.default_rng([GENERATOR_VERSION, seed, 1])
     canvas = _background(spec, rng)
-    # Ink shows as it would on camera: dark on a light background, light on a dark one.
-    ink = INK_DARK if canvas.mean() > 140 else 255.0
-    colour, alpha = prepare_object(image, spec.matte, ink)
+    colour, alpha = prepare_object(image, spec.matte, _ink_level(canvas))
     source = np.concatenate([colour, alpha[..., None]], axis=2)
     oh, ow = alpha.shape
     where = track(spec)

@@ -164,11 +164,12 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
 
 @cli.command()
 @click.argument("run")
-@click.option("--unlabeled", "unlabeled", multiple=True, required=True, type=click.Path(),
-              help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable.")
+@click.option("--unlabeled", "unlabeled", multiple=True, type=click.Path(),
+              help="Folder (or file) of unlabelled videos/photos of the target domain; repeatable "
+                   "(needed unless --rounds 0 with --test-bn-prior alone).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
 @click.option("--rounds", type=int, default=2, show_default=True,
-              help="Self-training rounds (0: --batchnorm alone).")
+              help="Self-training rounds (0: --batchnorm and/or --test-bn-prior alone).")
 @click.option("--threshold", type=float, default=0.7, show_default=True,
               help="Clip-level score from which a prediction is taken as a label.")
 @click.option("--batchnorm", type=click.Choice(BATCHNORM_MODES), default="none", show_default=True,
@@ -178,21 +179,30 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
 @click.option("--epochs", type=int, help="Epochs per round. [the run's]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), default="cross", show_default=True,
               help="Augmentation of the rounds (the students are noised).")
+@click.option("--test-bn-prior", type=float,
+              help="Prediction-time BatchNorm of the adapted run: N of the training statistics "
+                   "mixed with each frame's own (as xmodal train --test-bn-prior); 0: off. With "
+                   "--rounds 0 and no --batchnorm, the run is copied with it set, weights kept. "
+                   "[the run's]")
 @click.option("--workers", type=int, help="Decode worker processes. [the run's]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold: float,
-          batchnorm: str, epochs: int | None, augment: str, workers: int | None, quiet: bool) -> None:
-    """Adapt RUN to your own unlabelled videos: BatchNorm statistics, self-training, or both.
+          batchnorm: str, epochs: int | None, augment: str, test_bn_prior: float | None,
+          workers: int | None, quiet: bool) -> None:
+    """Adapt RUN to your own unlabelled videos: BatchNorm statistics, self-training, or both;
+    or give an existing run prediction-time BatchNorm.
 
     \b
     xmodal adapt runs/photos --unlabeled my_videos/ --out runs/photos_adapted
     xmodal adapt runs/photos --unlabeled my_videos/ --rounds 0 --batchnorm mixed --out runs/both
+    xmodal adapt runs/photos --rounds 0 --test-bn-prior 32 --out runs/photos_tbn
     """
     from xmodal.engine.adapt import adapt as run_adapt
     from xmodal.engine.reporting import TqdmReporter
 
     history = run_adapt(run, list(unlabeled), out, rounds=rounds, threshold=threshold,
-                        batchnorm=batchnorm, epochs=epochs, augment=augment, workers=workers,
+                        batchnorm=batchnorm, epochs=epochs, augment=augment,
+                        test_bn_prior=test_bn_prior, workers=workers,
                         reporter=TqdmReporter(quiet=quiet))
     for r in history:
         acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.3f}"
@@ -794,13 +804,19 @@ def info(model: str, as_json: bool) -> None:
     if meta.get("test_bn_prior"):
         echo(f"batchnorm:  prediction-time: each frame's own statistics mixed with the running "
              f"ones, which weigh as {meta['test_bn_prior']:g} frames")
-    if (meta.get("adapted") or {}).get("method") == "batchnorm":
-        a = meta["adapted"]
-        mixed = (f" and {a.get('training_frames')} frames of its training files"
-                 if a.get("training_frames") else "")
-        echo(f"adapted:    BatchNorm statistics ({a.get('statistics', 'target')}) from {a.get('frames')} "
-             f"frames of {a.get('files')} unlabelled files{mixed}; weights, metrics and scores' "
-             f"temperature are those of {a.get('from')}")
+    a = meta.get("adapted") or {}
+    while a:  # the latest adaptation first, then the ones it was made from
+        if a.get("method") == "batchnorm":
+            mixed = (f" and {a.get('training_frames')} frames of its training files"
+                     if a.get("training_frames") else "")
+            echo(f"adapted:    BatchNorm statistics ({a.get('statistics', 'target')}) from "
+                 f"{a.get('frames')} frames of {a.get('files')} unlabelled files{mixed}; weights, "
+                 f"metrics and scores' temperature are those of {a.get('from')}")
+        elif a.get("method") == "test_bn_prior":
+            what = f"N = {a.get('test_bn_prior'):g}" if a.get("test_bn_prior") else "off"
+            echo(f"adapted:    prediction-time BatchNorm set ({what}); weights, statistics, "
+                 f"metrics and scores' temperature are those of {a.get('from')}")
+        a = a.get("previous") or {}
     if meta.get("multi_label"):
         shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or
                                                          [0.5] * len(meta["classes"]), strict=True))

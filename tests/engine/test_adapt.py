@@ -292,3 +292,78 @@ def test_cli_adapt_batchnorm_only(domains: Path, finetuned_run: Path, tmp_path: 
     refused = run_cli("adapt", str(finetuned_run), "--unlabeled", str(domains / "unlabeled"),
                       "--rounds", "0", "--out", str(tmp_path / "x"))
     assert refused.code != 0 and "rounds" in refused.err and "Traceback" not in refused.err
+
+
+# --------------------------------------------------------------------------- prediction-time BatchNorm
+
+def _clip_logits(run: Path, root: Path) -> torch.Tensor:
+    files = sorted((root / "test").rglob("*.mp4"))[:6]
+    records = load(str(run), workers=0, engine="torch").predict([str(f) for f in files])
+    return torch.tensor([[t["score"] for t in sorted(r["top"], key=lambda t: t["label"])]
+                         for r in records])
+
+
+def test_an_existing_run_gets_prediction_time_batchnorm_without_data(
+        domains: Path, finetuned_run: Path, tmp_path: Path) -> None:
+    from xmodal.config import read_yaml
+    from xmodal.models import classifier_from_meta
+
+    out = tmp_path / "tbn"
+    assert adapt(finetuned_run, [], out, rounds=0, test_bn_prior=32, workers=0) == []
+    (w0, m0), (w1, m1) = load_checkpoint(finetuned_run), load_checkpoint(out)
+    assert m1["test_bn_prior"] == 32 and not m0.get("test_bn_prior")
+    assert m1["adapted"] == {"method": "test_bn_prior", "from": str(finetuned_run), "test_bn_prior": 32}
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)  # every weight kept
+    config = read_yaml(out / "config.yaml")
+    assert config["out"] == str(out) and config["test_bn_prior"] == 32  # not the source run's
+    # It predicts as a model trained with --test-bn-prior 32 would: the prior acts, in eval()
+    model = classifier_from_meta(m1)
+    model.load_state_dict(w1)
+    frames = torch.randint(0, 256, (2, 1, 3, 64, 64), dtype=torch.uint8)
+    plain = classifier_from_meta(m0)
+    plain.load_state_dict(w0)
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(frames), plain.eval()(frames), atol=1e-3)
+    assert not torch.allclose(_clip_logits(out, domains), _clip_logits(finetuned_run, domains), atol=1e-4)
+    # ... and 0 turns it off again: the source run's predictions exactly
+    off = tmp_path / "off"
+    adapt(out, [], off, rounds=0, test_bn_prior=0, workers=0)
+    _, m2 = load_checkpoint(off)
+    assert m2["test_bn_prior"] is None and m2["adapted"]["previous"]["test_bn_prior"] == 32
+    torch.testing.assert_close(_clip_logits(off, domains), _clip_logits(finetuned_run, domains))
+
+
+def test_prior_options_are_checked(domains: Path, finetuned_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="test_bn_prior"):
+        adapt(finetuned_run, [], tmp_path / "x", rounds=0, test_bn_prior=-1)
+    with pytest.raises(ConfigError, match="--unlabeled"):
+        adapt(finetuned_run, [], tmp_path / "x", rounds=1, test_bn_prior=32)
+    with pytest.raises(ConfigError, match="--unlabeled"):
+        adapt(finetuned_run, [], tmp_path / "x", rounds=0, batchnorm="mixed")
+    assert not (tmp_path / "x").exists()
+
+
+def test_batchnorm_adaptation_records_its_config_and_the_prior(domains: Path, finetuned_run: Path,
+                                                              tmp_path: Path) -> None:
+    from xmodal.config import read_yaml
+
+    out = tmp_path / "both"
+    adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=0, batchnorm="target",
+          test_bn_prior=16, workers=0)
+    _, meta = load_checkpoint(out)
+    assert meta["test_bn_prior"] == 16 and meta["adapted"]["method"] == "batchnorm"
+    config = read_yaml(out / "config.yaml")
+    assert config["out"] == str(out) and config["test_bn_prior"] == 16
+
+
+def test_cli_adapt_prior_only(finetuned_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tbn"
+    run = run_cli("adapt", str(finetuned_run), "--rounds", "0", "--test-bn-prior", "32",
+                  "--out", str(out))
+    assert run.code == 0, run.err
+    info = run_cli("info", str(out))
+    assert info.code == 0 and "weigh as 32 frames" in info.out
+    assert "adapted:    prediction-time BatchNorm set (N = 32)" in info.out
+    refused = run_cli("adapt", str(finetuned_run), "--rounds", "1", "--test-bn-prior", "32",
+                      "--out", str(tmp_path / "y"))
+    assert refused.code != 0 and "--unlabeled" in refused.err and "Traceback" not in refused.err

@@ -37,6 +37,21 @@ def test_clips_are_grouped_by_what_their_style_drew() -> None:
     assert table == {"background": {"photo": [0.5, 2], "plain": [1.0, 1]}}
 
 
+def test_ink_is_the_polarity_render_draws_strokes_with() -> None:
+    stroke = np.zeros((8, 8), np.uint8)
+    stroke[2:6, 3:5] = 255
+    seen = set()
+    for seed in range(12):
+        spec = dataclasses.replace(_spec(seed), noise=0.0, blur=0.0)
+        frames, alpha = clips.render(stroke, spec, seed)
+        inside, around = frames[0][alpha[0] > 0.95].mean(), frames[0][alpha[0] == 0].mean()
+        ink = clips.ink_of(spec, seed)
+        seen.add(ink)
+        assert (inside < around) == (ink == "dark"), (seed, ink, inside, around)
+    assert seen == {"dark", "light"}
+    assert clips.ink_of(clips.draw_spec(np.random.default_rng(0), "card"), 0) is None
+
+
 def test_renders_are_spread_over_the_classes() -> None:
     indices = [100 * c + j for c in range(10) for j in range(20)]  # class-major, 20 per class
     for count in (2, 30, 60, 150):
@@ -57,6 +72,20 @@ def test_a_clean_render_changes_only_what_it_is_asked_to() -> None:
     assert frames[0][alpha[0] == 0].mean() < 4  # black (with the plain background's grain) around it
 
 
+def test_the_issue_clip_drifts_over_a_light_noisy_background_at_two_thirds() -> None:
+    spec = _spec(5)
+    issue = styles.clean_spec(spec, **styles.FACTORS["issue 13's clip (light, noisy, 0.67, drifting)"])
+    assert issue.scale == (0.67, 0.67) and issue.background == "plain" and issue.noise > 0
+    assert issue.velocity != (0.0, 0.0) and issue.angle == (0.0, 0.0) and issue.blur == 0
+    assert issue.bitrate == int(0.1 * spec.width * spec.height * spec.fps)  # the callable, resolved
+    frames, alpha = clips.render(np.full((8, 8), 255, np.uint8), issue, 0)
+    assert frames[0][alpha[0] == 0].mean() > 190  # light around the object
+    centre = [np.argwhere(a > 0.5).mean(0) for a in (alpha[0], alpha[-1])]
+    assert np.abs(centre[0] - centre[1]).max() > 5  # it moves
+    side = np.sqrt((alpha[0] > 0.5).sum())
+    assert abs(side / spec.height - 0.67) < 0.05  # two thirds of the short side
+
+
 def test_end_to_end_prints_both_tables_and_refuses_a_run_of_other_classes(tmp_path: Path) -> None:
     # classes in another order than the dataset's (a run sorts its class folders by name)
     run = make_checkpoint(tmp_path / "run", [f"digit_{d}" for d in reversed(range(10))], frames=2)
@@ -72,7 +101,8 @@ def test_end_to_end_prints_both_tables_and_refuses_a_run_of_other_classes(tmp_pa
     assert "one factor, photo (grass), 0.9:" in done.stdout
     report = json.loads(out.read_text())
     assert report["clips"] == 10
-    assert set(report["by_style"]) == {"background", "scale", "motion", "blur", "noise"}
+    assert set(report["by_style"]) == {"background", "scale", "motion", "blur", "noise", "ink"}
+    assert sum(n for _, n in report["by_style"]["ink"].values()) == 10
     assert sum(n for _, n in report["by_style"]["motion"].values()) == 10
     assert set(report["one_factor"]) == set(styles.FACTORS)
     assert all(n == 2 and 0 <= a <= 1 for a, n in report["one_factor"].values())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def write_pseudo_csv(rows: list[tuple[str, str, float]], path: Path) -> None:
 def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathLike[str], *,
           rounds: int = DEFAULT_ROUNDS, threshold: float = DEFAULT_THRESHOLD,
           batchnorm: str = "none", epochs: int | None = None, augment: str = "cross",
-          workers: int | None = None, reporter: Reporter | None = None) -> list[AdaptRound]:
+          test_bn_prior: float | None = None, workers: int | None = None,
+          reporter: Reporter | None = None) -> list[AdaptRound]:
     """Self-train ``run`` on the files under ``unlabeled`` for ``rounds`` rounds into ``out``.
 
     With ``batchnorm`` "target" (or "mixed"), the run's BatchNorm statistics are first
@@ -74,7 +76,12 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
     ``rounds`` is 0. Round k then predicts every unlabelled file with the current model, writes
     the confident ones to ``out/pseudo_labels_k.csv`` and fine-tunes the current model on the
     labelled training split plus them (``init`` = the current model). Earlier rounds' runs are
-    kept in ``out/rounds/k``; the last round is ``out`` itself. Raises ConfigError / DatasetError.
+    kept in ``out/rounds/k``; the last round is ``out`` itself.
+
+    ``test_bn_prior``: N of prediction-time BatchNorm (``xmodal.models.test_time_norm``) for
+    the adapted run (0: off; None: the run's). With ``rounds`` 0 and ``batchnorm`` "none" that
+    is all it does (no unlabelled files needed): the run is copied with the prior set, every
+    weight kept. Raises ConfigError / DatasetError / ModelError.
     """
     from xmodal.engine.bn_adapt import check_new_folder
     from xmodal.engine.label import find_files
@@ -84,13 +91,24 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
 
     if batchnorm not in BATCHNORM_MODES:
         raise ConfigError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}, got {batchnorm!r}")
-    if rounds < 0 or (rounds == 0 and batchnorm == "none"):
-        raise ConfigError(f"rounds must be >= 1 (or 0 with --batchnorm target|mixed), got {rounds}")
+    prior_only = rounds == 0 and batchnorm == "none"
+    if rounds < 0 or (prior_only and test_bn_prior is None):
+        raise ConfigError(f"rounds must be >= 1 (or 0 with --batchnorm target|mixed or "
+                          f"--test-bn-prior), got {rounds}")
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
+    if test_bn_prior is not None and not (test_bn_prior >= 0 and math.isfinite(test_bn_prior)):
+        raise ConfigError(f"test_bn_prior must be a finite number >= 0 (0 = off), got {test_bn_prior}")
+    if not unlabeled and not prior_only:
+        raise ConfigError("--unlabeled is needed for --rounds >= 1 and --batchnorm target|mixed")
     reporter = reporter or Reporter()
     out = Path(out)
     check_new_folder(Path(run), out)  # never write over the run being adapted
+    if prior_only:
+        from xmodal.engine.bn_adapt import set_test_bn_prior
+
+        set_test_bn_prior(run, out, test_bn_prior, reporter=reporter)
+        return []
     files = find_files(unlabeled).files
     current, history = Path(run), []
     if batchnorm != "none":
@@ -98,7 +116,7 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
 
         target = out if rounds == 0 else out / "rounds" / "0"
         adapt_batchnorm(current, unlabeled, target, mixed=batchnorm == "mixed", workers=workers,
-                        reporter=reporter)
+                        test_bn_prior=test_bn_prior, files=files, reporter=reporter)
         current = target
     for k in range(1, rounds + 1):
         predictor = load(str(current), workers=workers)
@@ -119,6 +137,8 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
         overrides = {"epochs": epochs} if epochs is not None else {}
         cfg = resume_config(run, **overrides)
         cfg.out, cfg.init, cfg.pseudo_csv, cfg.augment = str(target), str(current), str(csv_path), augment
+        if test_bn_prior is not None:
+            cfg.test_bn_prior = test_bn_prior
         if workers is not None:
             cfg.workers = workers
         result = fit(cfg.validate(), reporter)

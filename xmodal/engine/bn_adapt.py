@@ -50,6 +50,7 @@ class BatchNormAdaptation:
 def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathLike[str], *,
                     mixed: bool = False, max_frames: int = DEFAULT_MAX_FRAMES, seed: int = 0,
                     workers: int | None = None, device: str = "auto",
+                    test_bn_prior: float | None = None, files: list[Any] | None = None,
                     reporter: Reporter | None = None) -> BatchNormAdaptation:
     """Copy the run directory ``run`` to the new folder ``out`` with its BatchNorm statistics
     re-estimated on the files under ``unlabeled`` (AdaBN). Every weight is kept; only
@@ -62,6 +63,8 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
     ``mixed``: as many frames again from the run's own labelled training split (its
     ``config.yaml`` names the data; pseudo-labelled files left out), half the budget at most,
     so that one model serves both domains (photos and video frames), not the target alone.
+    ``test_bn_prior``: N of prediction-time BatchNorm for ``out`` (0: off; None: the run's).
+    ``files``: the files under ``unlabeled`` when the caller has listed them already.
 
     Raises ConfigError (``out`` not a new folder, or inside ``run`` or holding it; not a run of
     ``xmodal train``; a multi-label model or one without trained BatchNorm statistics; ``out``
@@ -83,7 +86,7 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
         raise ConfigError(f"{run}: no BatchNorm layer of this model learnt its statistics from the "
                           "run's data (a linear probe, or --freeze-bn-stats): nothing to adapt")
     rng = np.random.default_rng(seed)
-    files = find_files(unlabeled).files
+    files = find_files(unlabeled).files if files is None else files
     budget = max_frames // 2 if mixed else max_frames
     frames, decoded, failed = _frames_of(loaded, files, budget, rng, workers, reporter, "unlabelled")
     if len(frames) < MIN_FRAMES:
@@ -96,12 +99,43 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
     meta = dict(loaded.meta)
     meta["adapted"] = {"method": "batchnorm", "statistics": "mixed" if mixed else "target",
                        "from": str(run), "files": result.files, "frames": result.frames,
-                       "training_frames": result.training_frames}
+                       "training_frames": result.training_frames,
+                       **({"previous": meta["adapted"]} if meta.get("adapted") else {})}
+    if test_bn_prior is not None:
+        meta = _with_prior(meta, test_bn_prior)
     _write_run(run, out, loaded.model, meta)
     mix = f" and {result.training_frames} frames of the run's training files" if mixed else ""
     reporter.info(f"BatchNorm statistics of {result.layers} layers re-estimated on {result.frames} "
                   f"frames of {result.files} unlabelled files{mix} -> {out}")
     return result
+
+
+def set_test_bn_prior(run: str | os.PathLike[str], out: str | os.PathLike[str], prior: float, *,
+                      reporter: Reporter | None = None) -> None:
+    """Copy the run directory ``run`` to the new folder ``out`` with prediction-time BatchNorm
+    (``xmodal.models.test_time_norm``) set to ``prior`` (N; 0 turns it off); every weight and
+    statistic is kept, so a model trained without it can use it (or the reverse) without
+    retraining. Raises ConfigError (as ``adapt_batchnorm``), ModelError (an encoder without
+    BatchNorm2d layers), CheckpointError."""
+    from xmodal.models import classifier_from_meta
+
+    reporter = reporter or Reporter()
+    run, out = Path(run), Path(out)
+    check_new_folder(run, out)
+    loaded = _load_run(run)
+    meta = _with_prior(dict(loaded.meta), prior)
+    meta["adapted"] = {"method": "test_bn_prior", "from": str(run), "test_bn_prior": prior,
+                       **({"previous": meta["adapted"]} if meta.get("adapted") else {})}
+    model = classifier_from_meta(meta)  # ModelError if nothing to act on
+    model.load_state_dict(loaded.model.state_dict())
+    _write_run(run, out, model, meta)
+    what = f"N = {prior:g}" if prior else "off"
+    reporter.info(f"prediction-time BatchNorm {what}, every weight kept -> {out}")
+
+
+def _with_prior(meta: dict[str, Any], prior: float) -> dict[str, Any]:
+    """``meta`` with prediction-time BatchNorm's N set (None: off, as train.py records it)."""
+    return {**meta, "test_bn_prior": float(prior) or None}
 
 
 def check_new_folder(run: Path, out: Path) -> None:
@@ -129,6 +163,7 @@ def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any
         shutil.rmtree(stage, ignore_errors=True)
         shutil.copytree(run, stage, ignore=shutil.ignore_patterns("last", "rounds", "*.tmp*", SIGNATURE_NAME))
         save_checkpoint(model, meta, stage)
+        _update_config(stage / "config.yaml", out=str(out), test_bn_prior=meta.get("test_bn_prior") or 0.0)
         if out.exists():
             out.rmdir()  # empty: check_new_folder
         os.replace(stage, out)
@@ -136,6 +171,16 @@ def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any
         raise ConfigError(f"{out}: cannot write the adapted run ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _update_config(path: Path, **values: Any) -> None:
+    """The copied run's ``config.yaml`` with ``values`` set: its ``out`` is the new run's
+    folder and its prior the new model's, so a resume or a later ``xmodal adapt`` of it reads
+    this run, not the one it came from."""
+    from xmodal.config import dump_yaml, read_yaml
+
+    if path.is_file():
+        path.write_text(dump_yaml({**read_yaml(path), **values}), encoding="utf-8")
 
 
 def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
