@@ -255,8 +255,8 @@ def _ink_level(canvas: np.ndarray) -> float:
 
 
 def ink_of(spec: ClipSpec, seed: int) -> str | None:
-    """"dark" or "light": the ink ``render`` draws the clip's strokes with (the ``ink`` matte;
-    its stills are light strokes on black), None for other mattes."""
+    """The ink ``render`` draws the clip's strokes with, "dark" or "light" (the ``ink``
+    matte; its stills are light strokes on black), None for other mattes."""
     if spec.matte != "ink":
         return None
     canvas = _background(spec, np.random.default_rng([GENERATOR_VERSION, seed, 1]))

@@ -771,6 +771,27 @@ def sign(model_dir: str, private_key: str) -> None:
 
 # --------------------------------------------------------------------------- info
 
+def _adaptation_lines(meta: dict[str, Any]) -> list[str]:
+    """What ``xmodal adapt`` did to a run, the latest first, then the runs it was made from."""
+    lines, record = [], meta.get("adapted")
+    while isinstance(record, dict):
+        source = record.get("from")
+        if record.get("method") == "batchnorm":
+            mixed = (f" and {record.get('training_frames')} frames of its training files"
+                     if record.get("training_frames") else "")
+            lines.append(f"BatchNorm statistics ({record.get('statistics', 'target')}) from "
+                         f"{record.get('frames')} frames of {record.get('files')} unlabelled "
+                         f"files{mixed}; weights, metrics and scores' temperature are those of {source}")
+        elif record.get("method") == "test_bn_prior":
+            prior = record.get("test_bn_prior")
+            what = f"N = {prior:g}" if isinstance(prior, (int, float)) and prior else "off"
+            lines.append(f"prediction-time BatchNorm set ({what}); weights, statistics, metrics "
+                         f"(measured as that run predicted) and scores' temperature are those of "
+                         f"{source}")
+        record = record.get("previous")
+    return lines
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
@@ -804,19 +825,8 @@ def info(model: str, as_json: bool) -> None:
     if meta.get("test_bn_prior"):
         echo(f"batchnorm:  prediction-time: each frame's own statistics mixed with the running "
              f"ones, which weigh as {meta['test_bn_prior']:g} frames")
-    a = meta.get("adapted") or {}
-    while a:  # the latest adaptation first, then the ones it was made from
-        if a.get("method") == "batchnorm":
-            mixed = (f" and {a.get('training_frames')} frames of its training files"
-                     if a.get("training_frames") else "")
-            echo(f"adapted:    BatchNorm statistics ({a.get('statistics', 'target')}) from "
-                 f"{a.get('frames')} frames of {a.get('files')} unlabelled files{mixed}; weights, "
-                 f"metrics and scores' temperature are those of {a.get('from')}")
-        elif a.get("method") == "test_bn_prior":
-            what = f"N = {a.get('test_bn_prior'):g}" if a.get("test_bn_prior") else "off"
-            echo(f"adapted:    prediction-time BatchNorm set ({what}); weights, statistics, "
-                 f"metrics and scores' temperature are those of {a.get('from')}")
-        a = a.get("previous") or {}
+    for line in _adaptation_lines(meta):
+        echo(f"adapted:    {line}")
     if meta.get("multi_label"):
         shown = ", ".join(f"{c} {t:.3f}" for c, t in zip(meta["classes"], meta.get("thresholds") or
                                                          [0.5] * len(meta["classes"]), strict=True))

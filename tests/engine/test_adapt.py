@@ -296,7 +296,8 @@ def test_cli_adapt_batchnorm_only(domains: Path, finetuned_run: Path, tmp_path: 
 
 # --------------------------------------------------------------------------- prediction-time BatchNorm
 
-def _clip_logits(run: Path, root: Path) -> torch.Tensor:
+def _clip_scores(run: Path, root: Path) -> torch.Tensor:
+    """(6, 3) class scores of the first six test clips, classes in name order."""
     files = sorted((root / "test").rglob("*.mp4"))[:6]
     records = load(str(run), workers=0, engine="torch").predict([str(f) for f in files])
     return torch.tensor([[t["score"] for t in sorted(r["top"], key=lambda t: t["label"])]
@@ -312,10 +313,12 @@ def test_an_existing_run_gets_prediction_time_batchnorm_without_data(
     assert adapt(finetuned_run, [], out, rounds=0, test_bn_prior=32, workers=0) == []
     (w0, m0), (w1, m1) = load_checkpoint(finetuned_run), load_checkpoint(out)
     assert m1["test_bn_prior"] == 32 and not m0.get("test_bn_prior")
-    assert m1["adapted"] == {"method": "test_bn_prior", "from": str(finetuned_run), "test_bn_prior": 32}
+    assert m1["adapted"] == {"method": "test_bn_prior", "from": str(finetuned_run.resolve()),
+                             "test_bn_prior": 32.0}
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)  # every weight kept
     config = read_yaml(out / "config.yaml")
     assert config["out"] == str(out) and config["test_bn_prior"] == 32  # not the source run's
+    assert m1["config"]["out"] == str(out) and m1["config"]["test_bn_prior"] == 32  # model.json's too
     # It predicts as a model trained with --test-bn-prior 32 would: the prior acts, in eval()
     model = classifier_from_meta(m1)
     model.load_state_dict(w1)
@@ -324,23 +327,41 @@ def test_an_existing_run_gets_prediction_time_batchnorm_without_data(
     plain.load_state_dict(w0)
     with torch.no_grad():
         assert not torch.allclose(model.eval()(frames), plain.eval()(frames), atol=1e-3)
-    assert not torch.allclose(_clip_logits(out, domains), _clip_logits(finetuned_run, domains), atol=1e-4)
+    assert not torch.allclose(_clip_scores(out, domains), _clip_scores(finetuned_run, domains), atol=1e-4)
     # ... and 0 turns it off again: the source run's predictions exactly
     off = tmp_path / "off"
     adapt(out, [], off, rounds=0, test_bn_prior=0, workers=0)
     _, m2 = load_checkpoint(off)
     assert m2["test_bn_prior"] is None and m2["adapted"]["previous"]["test_bn_prior"] == 32
-    torch.testing.assert_close(_clip_logits(off, domains), _clip_logits(finetuned_run, domains))
+    torch.testing.assert_close(_clip_scores(off, domains), _clip_scores(finetuned_run, domains))
 
 
 def test_prior_options_are_checked(domains: Path, finetuned_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="test_bn_prior"):
         adapt(finetuned_run, [], tmp_path / "x", rounds=0, test_bn_prior=-1)
-    with pytest.raises(ConfigError, match="--unlabeled"):
+    with pytest.raises(ConfigError, match="--unlabeled is needed"):
         adapt(finetuned_run, [], tmp_path / "x", rounds=1, test_bn_prior=32)
-    with pytest.raises(ConfigError, match="--unlabeled"):
+    with pytest.raises(ConfigError, match="--unlabeled is needed"):
         adapt(finetuned_run, [], tmp_path / "x", rounds=0, batchnorm="mixed")
+    with pytest.raises(ConfigError, match="--unlabeled is not used"):  # not silently ignored
+        adapt(finetuned_run, [str(domains / "unlabeled")], tmp_path / "x", rounds=0, test_bn_prior=32)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_prior_for_an_encoder_without_batchnorm_is_refused_naming_the_run(
+        domains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal.engine.predict import LoadedModel
+
+    # A ConvNeXt run (LayerNorm, no BatchNorm2d); its weights are never reached.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("out: run\n")
+    loaded = LoadedModel(None, list(CLASSES), {"backbone": "convnext_tiny", "classes": list(CLASSES)},
+                         str(run))
+    monkeypatch.setattr("xmodal.engine.predict.load_model", lambda *a, **k: loaded)
+    with pytest.raises(ConfigError, match=r"run: its encoder \(convnext_tiny\) has no BatchNorm2d"):
+        adapt(run, [str(domains / "unlabeled")], tmp_path / "x", rounds=1, test_bn_prior=32)
+    assert not (tmp_path / "x").exists()  # refused before anything was predicted or written
 
 
 def test_batchnorm_adaptation_records_its_config_and_the_prior(domains: Path, finetuned_run: Path,
@@ -356,6 +377,23 @@ def test_batchnorm_adaptation_records_its_config_and_the_prior(domains: Path, fi
     assert config["out"] == str(out) and config["test_bn_prior"] == 16
 
 
+def test_rounds_are_labelled_with_the_new_prior(domains: Path, finetuned_run: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal.engine import label
+
+    listed = []
+    real = label.find_files
+    monkeypatch.setattr(label, "find_files", lambda *a, **k: listed.append(a) or real(*a, **k))
+    out = tmp_path / "rounds"
+    adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=1, threshold=0.4,
+          test_bn_prior=32, workers=0, epochs=1)
+    _, first = load_checkpoint(out / "rounds" / "0")  # the run with the prior labels round 1
+    assert first["test_bn_prior"] == 32 and first["adapted"]["method"] == "test_bn_prior"
+    _, last = load_checkpoint(out)
+    assert last["test_bn_prior"] == 32 and last["config"]["init"] == str(out / "rounds" / "0")
+    assert len(listed) == 1  # the unlabelled folders are listed once
+
+
 def test_cli_adapt_prior_only(finetuned_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "tbn"
     run = run_cli("adapt", str(finetuned_run), "--rounds", "0", "--test-bn-prior", "32",
@@ -364,6 +402,10 @@ def test_cli_adapt_prior_only(finetuned_run: Path, tmp_path: Path) -> None:
     info = run_cli("info", str(out))
     assert info.code == 0 and "weigh as 32 frames" in info.out
     assert "adapted:    prediction-time BatchNorm set (N = 32)" in info.out
+    again = tmp_path / "again"
+    assert run_cli("adapt", str(out), "--rounds", "0", "--test-bn-prior", "0", "--out", str(again)).code == 0
+    lines = [line for line in run_cli("info", str(again)).out.splitlines() if line.startswith("adapted:")]
+    assert len(lines) == 2 and "(off)" in lines[0] and "(N = 32)" in lines[1]  # the chain
     refused = run_cli("adapt", str(finetuned_run), "--rounds", "1", "--test-bn-prior", "32",
                       "--out", str(tmp_path / "y"))
     assert refused.code != 0 and "--unlabeled" in refused.err and "Traceback" not in refused.err

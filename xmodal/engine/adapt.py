@@ -79,9 +79,11 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
     kept in ``out/rounds/k``; the last round is ``out`` itself.
 
     ``test_bn_prior``: N of prediction-time BatchNorm (``xmodal.models.test_time_norm``) for
-    the adapted run (0: off; None: the run's). With ``rounds`` 0 and ``batchnorm`` "none" that
-    is all it does (no unlabelled files needed): the run is copied with the prior set, every
-    weight kept. Raises ConfigError / DatasetError / ModelError.
+    the adapted run (0: off; None: the run's), set before anything else: the BatchNorm step
+    estimates its statistics with it, or (without that step) the run with it set is written to
+    ``out/rounds/0`` and labels round 1. With ``rounds`` 0 and ``batchnorm`` "none" that is all
+    it does (no unlabelled files): the run is copied with the prior set, every weight kept.
+    Raises ConfigError / DatasetError.
     """
     from xmodal.engine.bn_adapt import check_new_folder
     from xmodal.engine.label import find_files
@@ -99,18 +101,25 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
     if test_bn_prior is not None and not (test_bn_prior >= 0 and math.isfinite(test_bn_prior)):
         raise ConfigError(f"test_bn_prior must be a finite number >= 0 (0 = off), got {test_bn_prior}")
+    if prior_only and unlabeled:
+        raise ConfigError("--unlabeled is not used by --rounds 0 without --batchnorm (the prior "
+                          "alone needs no files); drop it, or add --batchnorm or rounds")
     if not unlabeled and not prior_only:
-        raise ConfigError("--unlabeled is needed for --rounds >= 1 and --batchnorm target|mixed")
+        raise ConfigError("--unlabeled is needed for --rounds >= 1 or --batchnorm target|mixed")
     reporter = reporter or Reporter()
     out = Path(out)
     check_new_folder(Path(run), out)  # never write over the run being adapted
-    if prior_only:
+    current, history = Path(run), []
+    if test_bn_prior is not None and batchnorm == "none":
+        # The prior's run first: it labels round 1 (as the BatchNorm step's run would).
         from xmodal.engine.bn_adapt import set_test_bn_prior
 
-        set_test_bn_prior(run, out, test_bn_prior, reporter=reporter)
+        target = out if rounds == 0 else out / "rounds" / "0"
+        set_test_bn_prior(current, target, test_bn_prior, reporter=reporter)
+        current = target
+    if prior_only:
         return []
     files = find_files(unlabeled).files
-    current, history = Path(run), []
     if batchnorm != "none":
         from xmodal.engine.bn_adapt import adapt_batchnorm
 

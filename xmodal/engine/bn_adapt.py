@@ -79,7 +79,7 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
     reporter = reporter or Reporter()
     run, out = Path(run), Path(out)
     check_new_folder(run, out)
-    loaded = _load_run(run)
+    loaded = load_run(run, test_bn_prior)  # statistics estimated as OUT will predict
     cfg = resume_config(run)
     norms = trained_norms(loaded.model, cfg, loaded.input_size)
     if not norms:
@@ -96,13 +96,8 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
     _update_statistics(loaded.model, frames if own is None else _cat(frames, own), norms, seed,
                        resolve_device(device))
     result = BatchNormAdaptation(decoded, failed, len(frames), len(norms), 0 if own is None else len(own))
-    meta = dict(loaded.meta)
-    meta["adapted"] = {"method": "batchnorm", "statistics": "mixed" if mixed else "target",
-                       "from": str(run), "files": result.files, "frames": result.frames,
-                       "training_frames": result.training_frames,
-                       **({"previous": meta["adapted"]} if meta.get("adapted") else {})}
-    if test_bn_prior is not None:
-        meta = _with_prior(meta, test_bn_prior)
+    meta = _adapted(loaded.meta, run, method="batchnorm", statistics="mixed" if mixed else "target",
+                    files=result.files, frames=result.frames, training_frames=result.training_frames)
     _write_run(run, out, loaded.model, meta)
     mix = f" and {result.training_frames} frames of the run's training files" if mixed else ""
     reporter.info(f"BatchNorm statistics of {result.layers} layers re-estimated on {result.frames} "
@@ -115,27 +110,24 @@ def set_test_bn_prior(run: str | os.PathLike[str], out: str | os.PathLike[str], 
     """Copy the run directory ``run`` to the new folder ``out`` with prediction-time BatchNorm
     (``xmodal.models.test_time_norm``) set to ``prior`` (N; 0 turns it off); every weight and
     statistic is kept, so a model trained without it can use it (or the reverse) without
-    retraining. Raises ConfigError (as ``adapt_batchnorm``), ModelError (an encoder without
-    BatchNorm2d layers), CheckpointError."""
-    from xmodal.models import classifier_from_meta
-
+    retraining. Raises ConfigError (as ``adapt_batchnorm``; an encoder without BatchNorm2d
+    layers), CheckpointError."""
     reporter = reporter or Reporter()
     run, out = Path(run), Path(out)
     check_new_folder(run, out)
-    loaded = _load_run(run)
-    meta = _with_prior(dict(loaded.meta), prior)
-    meta["adapted"] = {"method": "test_bn_prior", "from": str(run), "test_bn_prior": prior,
-                       **({"previous": meta["adapted"]} if meta.get("adapted") else {})}
-    model = classifier_from_meta(meta)  # ModelError if nothing to act on
-    model.load_state_dict(loaded.model.state_dict())
-    _write_run(run, out, model, meta)
+    loaded = load_run(run, prior)
+    _write_run(run, out, loaded.model, _adapted(loaded.meta, run, method="test_bn_prior",
+                                                test_bn_prior=float(prior)))
     what = f"N = {prior:g}" if prior else "off"
     reporter.info(f"prediction-time BatchNorm {what}, every weight kept -> {out}")
 
 
-def _with_prior(meta: dict[str, Any], prior: float) -> dict[str, Any]:
-    """``meta`` with prediction-time BatchNorm's N set (None: off, as train.py records it)."""
-    return {**meta, "test_bn_prior": float(prior) or None}
+def _adapted(meta: dict[str, Any], run: Path, **record: Any) -> dict[str, Any]:
+    """``meta`` with ``record`` as its latest adaptation (of the run at ``run``); an earlier one
+    is kept under ``previous``, so ``xmodal info`` shows the chain."""
+    previous = meta.get("adapted")
+    return {**meta, "adapted": {**record, "from": str(run.resolve()),
+                                **({"previous": previous} if previous else {})}}
 
 
 def check_new_folder(run: Path, out: Path) -> None:
@@ -155,6 +147,7 @@ def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any
     """``run``'s folder (config, metrics; not its resume state, earlier rounds or signature,
     which no longer matches) with the new weights, staged beside ``out`` and renamed into place."""
     from xmodal.checkpoint import save_checkpoint
+    from xmodal.config import dump_yaml, read_yaml
     from xmodal.deploy.signing import SIGNATURE_NAME
     from xmodal.errors import ConfigError
 
@@ -162,8 +155,15 @@ def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any
     try:
         shutil.rmtree(stage, ignore_errors=True)
         shutil.copytree(run, stage, ignore=shutil.ignore_patterns("last", "rounds", "*.tmp*", SIGNATURE_NAME))
+        # The copy's configuration names its own folder and prior, so a resume, a later
+        # `xmodal adapt` or `xmodal info` of OUT reads OUT, not the run it came from.
+        changed = {"out": str(out), "test_bn_prior": meta.get("test_bn_prior") or 0.0}
+        if isinstance(meta.get("config"), dict):
+            meta = {**meta, "config": {**meta["config"], **changed}}
         save_checkpoint(model, meta, stage)
-        _update_config(stage / "config.yaml", out=str(out), test_bn_prior=meta.get("test_bn_prior") or 0.0)
+        if (run / "config.yaml").is_file():
+            (stage / "config.yaml").write_text(
+                dump_yaml({**read_yaml(run / "config.yaml"), **changed}), encoding="utf-8")
         if out.exists():
             out.rmdir()  # empty: check_new_folder
         os.replace(stage, out)
@@ -171,16 +171,6 @@ def _write_run(run: Path, out: Path, model: torch.nn.Module, meta: dict[str, Any
         raise ConfigError(f"{out}: cannot write the adapted run ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _update_config(path: Path, **values: Any) -> None:
-    """The copied run's ``config.yaml`` with ``values`` set: its ``out`` is the new run's
-    folder and its prior the new model's, so a resume or a later ``xmodal adapt`` of it reads
-    this run, not the one it came from."""
-    from xmodal.config import dump_yaml, read_yaml
-
-    if path.is_file():
-        path.write_text(dump_yaml({**read_yaml(path), **values}), encoding="utf-8")
 
 
 def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -222,12 +212,16 @@ def trained_norms(model: torch.nn.Module, cfg: TrainConfig, input_size: int) -> 
     return norms
 
 
-def _load_run(run: Path) -> LoadedModel:
-    """The run's model on PyTorch; ConfigError for what cannot be adapted."""
+def load_run(run: Path, test_bn_prior: float | None = None) -> LoadedModel:
+    """The run's model on PyTorch, with prediction-time BatchNorm set to ``test_bn_prior`` (N;
+    0: off; None: the run's own) in its model and metadata. ConfigError for what cannot be
+    adapted: not a run of ``xmodal train``, a multi-label run, a prior for an encoder without
+    BatchNorm2d layers."""
     from xmodal.deploy.onnx_model import is_onnx_export
     from xmodal.engine.multilabel import is_multi_label
     from xmodal.engine.predict import load_model
-    from xmodal.errors import ConfigError
+    from xmodal.errors import ConfigError, ModelError
+    from xmodal.models import classifier_from_meta
 
     if not run.is_dir():
         raise ConfigError(f"{run}: no such run directory")
@@ -236,8 +230,18 @@ def _load_run(run: Path) -> LoadedModel:
                           "checkpoint cannot be adapted)")
     loaded = load_model(run, engine="torch")
     if is_multi_label(loaded.meta):
-        raise ConfigError(f"{run}: a multi-label run cannot be adapted here")
-    return loaded
+        raise ConfigError(f"{run}: a multi-label run cannot be adapted here (its per-class "
+                          "thresholds were tuned for the model as it is)")
+    if test_bn_prior is None:
+        return loaded
+    meta = {**loaded.meta, "test_bn_prior": float(test_bn_prior) or None}
+    try:
+        model = classifier_from_meta(meta)
+    except ModelError:
+        raise ConfigError(f"{run}: its encoder ({meta.get('backbone')}) has no BatchNorm2d layer "
+                          "for --test-bn-prior to act on") from None
+    model.load_state_dict(loaded.model.state_dict())
+    return dataclasses.replace(loaded, model=model.eval(), meta=meta)
 
 
 def _frames_of(loaded: LoadedModel, files: list[Any], budget: int, rng: np.random.Generator,
