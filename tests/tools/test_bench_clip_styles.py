@@ -74,7 +74,7 @@ def test_a_clean_render_changes_only_what_it_is_asked_to() -> None:
 
 def test_the_issue_clip_drifts_over_a_light_noisy_background_at_two_thirds() -> None:
     spec = _spec(5)
-    issue = styles.clean_spec(spec, **styles.FACTORS["issue 13's clip (light, noisy, 0.67, drifting)"])
+    issue = styles.clean_spec(spec, **styles.FACTORS["light, noisy, 0.67, drifting"])
     assert issue.scale == (0.67, 0.67) and issue.background == "plain" and issue.noise > 0
     assert issue.velocity != (0.0, 0.0) and issue.angle == (0.0, 0.0) and issue.blur == 0
     assert issue.bitrate == int(0.1 * spec.width * spec.height * spec.fps)  # the callable, resolved
