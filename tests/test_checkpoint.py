@@ -15,6 +15,7 @@ from xmodal.checkpoint import (
     read_metadata,
     save_checkpoint,
     sha256_file,
+    update_metadata,
 )
 from xmodal.errors import CheckpointError
 from xmodal.models import build_classifier, classifier_from_meta
@@ -184,3 +185,14 @@ def test_same_weights_save_to_identical_bytes(tmp_path: Path, model: torch.nn.Mo
     saves = [(save_checkpoint(model, _meta(model), tmp_path / str(i)) / "model.safetensors").read_bytes()
              for i in range(4)]
     assert all(s == saves[0] for s in saves)
+
+
+def test_update_metadata_sets_keys_and_keeps_the_weights_and_their_hash(saved: Path) -> None:
+    weights_before, meta_before = load_checkpoint(saved)
+    update_metadata(saved, adapted={"method": "self-training", "round": 1}, epoch=7)
+    weights, meta = load_checkpoint(saved)  # the recorded sha256 still matches the weights
+    assert meta["adapted"] == {"method": "self-training", "round": 1} and meta["epoch"] == 7
+    assert {k: v for k, v in meta.items() if k not in ("adapted", "epoch")} == \
+        {k: v for k, v in meta_before.items() if k != "epoch"}
+    assert all(torch.equal(weights[k], weights_before[k]) for k in weights_before)
+

@@ -203,6 +203,14 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def update_metadata(directory: str | os.PathLike[str], **changes: Any) -> None:
+    """Set ``changes`` in the ``model.json`` of the checkpoint in ``directory`` (atomically; the
+    weights and their sha256 untouched), e.g. to record how a saved run was made."""
+    meta_path = Path(directory) / META_NAME
+    meta = {**read_metadata(meta_path), **changes}
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+
+
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """CPU tensors of a .safetensors file, memory-mapped; raises what safetensors raises.
 

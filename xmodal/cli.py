@@ -788,6 +788,10 @@ def _adaptation_lines(meta: dict[str, Any]) -> list[str]:
             lines.append(f"prediction-time BatchNorm set ({what}); weights, statistics, metrics "
                          f"(measured as that run predicted) and scores' temperature are those of "
                          f"{source}")
+        elif record.get("method") == "self-training":
+            lines.append(f"self-training round {record.get('round')}: {record.get('selected')} of "
+                         f"{record.get('considered')} unlabelled files taken at the label {source} "
+                         f"predicted (score >= {record.get('threshold')}), fine-tuned from it")
         record = record.get("previous")
     return lines
 

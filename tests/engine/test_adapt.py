@@ -260,6 +260,14 @@ def test_adapt_runs_its_rounds_from_the_batchnorm_step(domains: Path, finetuned_
     _, first = load_checkpoint(out / "rounds" / "0")
     assert first["adapted"]["statistics"] == "mixed" and [r.round for r in history] == [1]
     assert (out / "pseudo_labels_1.csv").is_file() and (out / "model.json").is_file()
+    _, last = load_checkpoint(out)  # the weights still match their recorded sha256
+    record = last["adapted"]
+    assert record["method"] == "self-training" and record["round"] == 1
+    assert record["from"] == str((out / "rounds" / "0").resolve())
+    assert record["selected"] == history[0].selected and record["considered"] == 45
+    assert record["previous"]["method"] == "batchnorm"  # the chain: round 1 <- the BatchNorm step
+    lines = [line for line in run_cli("info", str(out)).out.splitlines() if line.startswith("adapted:")]
+    assert len(lines) == 2 and "self-training round 1:" in lines[0] and "BatchNorm statistics" in lines[1]
     with pytest.raises(ConfigError, match="new folder"):  # a second run into the same folder
         adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=1, workers=0)
 

@@ -151,6 +151,23 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
         if workers is not None:
             cfg.workers = workers
         result = fit(cfg.validate(), reporter)
+        _record_round(target, current, k=k, selected=len(chosen), considered=len(records),
+                      threshold=threshold)
         history.append(AdaptRound(k, len(records), len(chosen), per_class, result.best_accuracy))
         current = target
     return history
+
+
+def _record_round(run: Path, labeller: Path, *, k: int, selected: int, considered: int,
+                  threshold: float) -> None:
+    """Record in ``run``'s model.json that it is self-training round ``k`` on the pseudo-labels
+    of the run at ``labeller`` (whose own adaptation, if any, is kept as ``previous``), so
+    ``xmodal info`` shows the whole chain."""
+    from xmodal.checkpoint import read_metadata, update_metadata
+
+    previous = read_metadata(Path(labeller) / "model.json").get("adapted")
+    update_metadata(run, adapted={"method": "self-training", "round": k, "selected": selected,
+                                  "considered": considered, "threshold": threshold,
+                                  "from": str(Path(labeller).resolve()),
+                                  **({"previous": previous} if previous else {})})
+
