@@ -111,11 +111,13 @@ def test_a_run_with_prediction_time_batchnorm_exports_and_quantises_its_convolut
     run = tmp_path / "run"
     shutil.copytree(sample_run, run)
     meta = json.loads((run / "model.json").read_text())
-    (run / "model.json").write_text(json.dumps({**meta, "test_bn_prior": 32.0}))
+    adapted = {"method": "test_bn_prior", "from": str(sample_run), "test_bn_prior": 32.0}
+    (run / "model.json").write_text(json.dumps({**meta, "test_bn_prior": 32.0, "adapted": adapted}))
     fp32 = export_onnx(run, tmp_path / "fp32").out
     graph = onnx.load(str(fp32 / "model.onnx")).graph
     assert sum(n.op_type == "BatchNormalization" for n in graph.node) == 49
-    assert json.loads((fp32 / "model.json").read_text())["test_bn_prior"] == 32.0
+    exported = json.loads((fp32 / "model.json").read_text())
+    assert exported["test_bn_prior"] == 32.0 and exported["adapted"] == adapted  # as xmodal adapt wrote
     int8 = export_onnx(run, tmp_path / "int8", int8=True).out
     proto = onnx.load(str(int8 / "model.onnx"))
     assert sum(n.op_type == "BatchNormalization" for n in proto.graph.node) == 49

@@ -41,10 +41,11 @@ DEFAULT_OPSET = 18
 # A probe batch's logits must agree with PyTorch's this closely, else the export is refused.
 PROBE_TOLERANCE = 1e-4
 # Metadata fields that describe the graph's inputs and outputs; copied from the checkpoint.
-# The scores' settings (temperature, multi-label thresholds) too, so both engines give one record.
+# The scores' settings (temperature, multi-label thresholds) too, so both engines give one record,
+# and how `xmodal adapt` made the run, so `xmodal info` of an export tells it as of the run.
 _CARRIED = ("classes", "backbone", "frames", "pooling", "preprocessing", "modality", "config",
             "data", "epoch", "metrics", "temperature", "calibration", "multi_label", "thresholds",
-            "threshold_tuning", "test_bn_prior")
+            "threshold_tuning", "test_bn_prior", "adapted")
 
 
 class ExportGraph(nn.Module):
