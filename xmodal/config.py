@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     out: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clip_frames_for_training(self) -> int:
@@ -215,6 +214,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     if path is not None:
         values.update(read_yaml(path))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("extra") == {}:  # written (always empty, never read) by runs before 2026-12-07
+        del values["extra"]
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xmodal.checkpoint import load_checkpoint
+from xmodal.checkpoint import load_checkpoint, read_metadata, update_metadata
 from xmodal.config import load_config
 from xmodal.engine.predict import load, load_model
 from xmodal.engine.reporting import Reporter
@@ -108,6 +108,26 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_dataset: Path,
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in straight.history]
+
+
+def test_a_resumed_run_keeps_the_adaptation_that_made_it(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A self-training round of ``xmodal adapt`` is a training run with a record in model.json;
+    resuming it rewrites model.json with its best epoch, and the record must survive."""
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, epochs=2, val_split=0.0), stop_after=1)
+    record = {"method": "self-training", "round": 1, "selected": 4, "threshold": 0.7}
+    update_metadata(out, adapted=record)
+    result = fit(resume_config(out), resume=True)
+    assert result.best_epoch == 2  # model.json was written again by the resumed epoch
+    assert read_metadata(out)["epoch"] == 2
+    assert read_metadata(out)["adapted"] == record
+    assert read_metadata(out / "last")["adapted"] == record
+
+
+def test_a_config_written_before_extra_was_dropped_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("epochs: 3\nextra: {}\n", encoding="utf-8")
+    assert load_config(path).epochs == 3
 
 
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -368,6 +368,8 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(run_dir, cfg)
     meta = _metadata(cfg, split, model)
+    if resume:  # how `xmodal adapt` made the run (a self-training round) outlives its resume
+        meta.update(_kept_on_resume(run_dir))
 
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.batch_sampler.set_epoch(epoch)
@@ -667,6 +669,17 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "config": cfg.to_dict(),
         "data": data_location(cfg),
     }
+
+
+def _kept_on_resume(run_dir: Path) -> dict[str, Any]:
+    """What a run's saved model.json records beyond its training metadata and a resume must
+    write again: ``adapted`` (``xmodal adapt``'s record of a self-training round)."""
+    from xmodal.checkpoint import META_NAME, read_metadata
+
+    if not (run_dir / META_NAME).is_file():
+        return {}
+    saved = read_metadata(run_dir)
+    return {key: saved[key] for key in ("adapted",) if key in saved}
 
 
 def data_location(cfg: TrainConfig) -> dict[str, Any]:
