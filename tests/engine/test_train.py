@@ -95,11 +95,14 @@ def test_a_temperature_is_fitted_on_the_validation_split_and_scores_use_it(
     assert float(expected.max()) != pytest.approx(float(logits.softmax(0).max()), abs=1e-3)
 
 
-def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_dataset: Path,
-                                                            tmp_path: Path) -> None:
-    straight = fit(_cfg(tiny_dataset, tmp_path / "straight", epochs=2))
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_dataset: Path, tmp_path: Path,
+                                                            workers: int) -> None:
+    """With workers, the resumed run's DataLoader workers are new processes (persistent ones
+    carried their RNG from epoch to epoch before items were seeded on their own)."""
+    straight = fit(_cfg(tiny_dataset, tmp_path / "straight", epochs=2, workers=workers))
     out = tmp_path / "run"
-    fit(_cfg(tiny_dataset, out, epochs=2), stop_after=1)  # interrupted after epoch 1
+    fit(_cfg(tiny_dataset, out, epochs=2, workers=workers), stop_after=1)  # interrupted after epoch 1
     assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 1
     result = fit(resume_config(out), resume=True)
     assert [h["epoch"] for h in result.history] == [1, 2]
@@ -128,6 +131,29 @@ def test_a_config_written_before_extra_was_dropped_still_loads(tmp_path: Path) -
     path = tmp_path / "config.yaml"
     path.write_text("epochs: 3\nextra: {}\n", encoding="utf-8")
     assert load_config(path).epochs == 3
+
+
+def test_the_number_of_workers_does_not_change_training(tiny_dataset: Path, tmp_path: Path) -> None:
+    runs = [fit(_cfg(tiny_dataset, tmp_path / f"w{w}", epochs=2, workers=w, val_split=0.0))
+            for w in (0, 2)]
+    assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
+    wa, _ = load_checkpoint(runs[0].run_dir / "last")
+    wb, _ = load_checkpoint(runs[1].run_dir / "last")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_resume_after_a_kill_between_the_log_and_the_state_logs_each_epoch_once(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    """A kill after an epoch's metrics line but before last/ is saved: the epoch is trained again
+    and its line must replace, not follow, the first one."""
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, epochs=2, val_split=0.0), stop_after=1)
+    log = out / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines + [lines[0].replace('"epoch": 1', '"epoch": 2')]) + "\n")
+    fit(resume_config(out), resume=True)
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [1, 2]
 
 
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:

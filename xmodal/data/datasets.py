@@ -64,7 +64,18 @@ class ClipDataset(Dataset):
         """Per-sample kind, in index order: what KindBatchSampler needs."""
         return [s.kind for s in self.samples]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
+        """``key``: an index, or ``(index, seed)`` (``SeededBatchSampler``), which draws the
+        item's random frames and augmentation from torch's RNG seeded with ``seed`` (the
+        caller's RNG state is restored afterwards)."""
+        if not isinstance(key, tuple):
+            return self._item(key)
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._item(index)
+
+    def _item(self, index: int) -> tuple[Tensor, int]:
         sample = self.samples[index]
         clip = to_clip_tensor(self._frames(sample))
         if self.transform is not None:
@@ -74,8 +85,8 @@ class ClipDataset(Dataset):
     def _frames(self, sample: Sample) -> np.ndarray:
         if sample.kind == "image":
             return load_image(sample.path)[None]
-        # Drawn from torch's RNG, which DataLoader seeds per worker from its generator and which
-        # advances across epochs, so frame choices are reproducible yet differ from epoch to epoch.
+        # Drawn from torch's RNG: seeded per item in training (SeededBatchSampler), so frame
+        # choices are reproducible yet differ from epoch to epoch.
         rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item())) if self.train else None
         if self.frame_cache is not None:
             return self.frame_cache.frames(sample.path, self.sampler, rng)
@@ -123,6 +134,11 @@ class KindBatchSampler(Sampler[list[int]]):
         if unknown:
             raise ValueError(f"unknown sample kinds: {', '.join(unknown)}")
 
+    @property
+    def base_seed(self) -> int:
+        """The seed every epoch's order derives from: the generator's initial seed, or ``seed``."""
+        return self.generator.initial_seed() if self.generator is not None else self.seed
+
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle of ``epoch``; call before iterating, like DistributedSampler."""
         self.epoch = epoch
@@ -136,8 +152,7 @@ class KindBatchSampler(Sampler[list[int]]):
         return len(range(self.rank, total, self.num_replicas))
 
     def __iter__(self) -> Iterator[list[int]]:
-        base = self.generator.initial_seed() if self.generator is not None else self.seed
-        rng = np.random.default_rng([base, self.epoch])
+        rng = np.random.default_rng([self.base_seed, self.epoch])
         self.epoch += 1  # without set_epoch, the next pass still gets a new order
         batches = [batch for kind, n in self._batch_counts().items()
                    for batch in self._kind_batches(self._groups[kind], n, rng)]
@@ -184,3 +199,32 @@ class KindBatchSampler(Sampler[list[int]]):
             return [ids[i] for i in rng.permutation(len(ids))]
         p = self.weights[ids] / self.weights[ids].sum()
         return [ids[i] for i in rng.choice(len(ids), size=len(ids), p=p)]
+
+
+class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
+    """``KindBatchSampler``'s batches with each index paired with a seed of its own, ``(index,
+    seed)``, for ``ClipDataset``: the seed depends only on (base seed, epoch, rank, batch, slot).
+
+    An item's random frames and augmentation then depend neither on how many DataLoader workers
+    decode nor on what they drew before: persistent workers carry their RNG streams from epoch
+    to epoch, so without per-item seeds a run resumed after a kill (fresh workers) trained
+    differently from an uninterrupted one, and a run with 2 workers differently from one with 0.
+    The same device as PyTorch's ``worker_init_fn`` recipes for reproducible loading, keyed by
+    the item's place in the epoch instead of the worker.
+    """
+
+    def __init__(self, batches: KindBatchSampler) -> None:
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle and the item seeds of ``epoch`` (see KindBatchSampler.set_epoch)."""
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        key = [self.batches.base_seed, self.batches.epoch, self.batches.rank]  # before iterating
+        for b, batch in enumerate(self.batches):
+            seeds = np.random.SeedSequence([*key, b]).generate_state(len(batch), dtype=np.uint64)
+            yield [(index, int(seed >> np.uint64(1))) for index, seed in zip(batch, seeds, strict=True)]

@@ -81,10 +81,11 @@ class SkipBadFiles(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any, str | None]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, str | None]:
         try:
-            return self.dataset[index] + (None,)
+            return self.dataset[key] + (None,)
         except InputError as exc:
+            index = key[0] if isinstance(key, tuple) else key  # (index, seed): SeededBatchSampler
             return None, str(self.samples[index].path), exc.reason
 
 
@@ -109,7 +110,7 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
     """One DataLoader whose batches hold only stills or only clips (constant T);
     ``num_classes`` sizes the multi-hot targets of multi-label samples; training videos are
     decoded once into ``frame_cache_root`` when the augmentation allows (see training_frame_cache)."""
-    from xmodal.data.datasets import ClipDataset, KindBatchSampler
+    from xmodal.data.datasets import ClipDataset, KindBatchSampler, SeededBatchSampler
     from xmodal.data.transforms import eval_transform, train_transform
 
     transform = (train_transform(cfg.train_size or input_size, preset=cfg.augment) if train
@@ -131,12 +132,16 @@ def make_loader(samples: list[Any], cfg: TrainConfig, *, train: bool, input_size
                                num_replicas=num_replicas, rank=rank, pad=train, weights=weights)
     return DataLoader(
         SkipBadFiles(dataset, samples),
-        batch_sampler=sampler,
+        batch_sampler=SeededBatchSampler(sampler) if train else sampler,
         num_workers=cfg.workers,
         collate_fn=functools.partial(collate_skipping, num_classes=num_classes),
         persistent_workers=cfg.workers > 0,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_limit_worker_threads,
+        # Its own generator: each new iterator draws the workers' base seed from it, which would
+        # otherwise advance torch's global RNG (dropout's) once per epoch without workers and once
+        # per run with persistent ones. Items are seeded on their own (SeededBatchSampler).
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 

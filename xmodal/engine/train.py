@@ -351,6 +351,8 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     state = _TrainingState()
     if resume:
         state = _load_resume_state(run_dir, model, optimizer, scheduler, generator)
+        if dist_info.is_main:
+            _forget_metrics_after(run_dir, state.epoch)
         reporter.info(f"resuming {run_dir} after epoch {state.epoch}")
         if state.epoch >= cfg.epochs:
             reporter.warning(f"{run_dir}: already trained {state.epoch} epochs (a small data set's "
@@ -708,6 +710,28 @@ def _append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()
+
+
+def _forget_metrics_after(run_dir: Path, epoch: int) -> None:
+    """Drop metrics.jsonl's records of epochs after ``epoch``: a kill between an epoch's record
+    and its saved state makes the resume train that epoch again, which logs it again."""
+    from xmodal.checkpoint import atomic_write_text
+
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _logged_epoch(line) <= epoch]
+    if len(kept) < len(lines):
+        atomic_write_text(path, "".join(kept))
+
+
+def _logged_epoch(line: str) -> float:
+    """A metrics.jsonl line's epoch; a torn line (a kill while writing it) counts as later."""
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _epoch_record(epoch: int, tr: EpochResult, va: EpochResult | None,
