@@ -29,7 +29,7 @@ from xmodal.config import (
     SHOT_DETECTORS,
     VIDEO_BACKENDS,
 )
-from xmodal.errors import XmodalError
+from xmodal.errors import ConfigError, XmodalError
 from xmodal.names import display, unsupported_message
 
 EXIT_FAILED_INPUTS = 1
@@ -132,9 +132,11 @@ _min_score_option = click.option(
                    "the run ends), not every epoch. [yes]")
 @click.option("--out", type=click.Path(), help="Run directory to write.")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue the run in RUN_DIR.")
+@click.option("--overwrite", is_flag=True,
+              help="Train into an --out that already holds a run, replacing it.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path: str | None,
-          **options: Any) -> None:
+def train(config_path: str | None, resume_dir: str | None, overwrite: bool, quiet: bool,
+          csv_path: str | None, **options: Any) -> None:
     """Fine-tune an ImageNet-pretrained encoder and a new head on your classes.
 
     \b
@@ -142,12 +144,15 @@ def train(config_path: str | None, resume_dir: str | None, quiet: bool, csv_path
     """
     from xmodal.config import load_config
     from xmodal.engine.reporting import TqdmReporter
-    from xmodal.engine.train import fit, resume_config
+    from xmodal.engine.train import fit, holds_run, resume_config
 
     if resume_dir is not None:
         cfg = resume_config(resume_dir, **{k: v for k, v in options.items() if k == "epochs"})
     else:
         cfg = load_config(config_path, csv=csv_path, **options)
+        if cfg.out is not None and holds_run(cfg.out) and not overwrite:
+            raise ConfigError(f"{cfg.out}: already holds a training run; --resume {cfg.out} "
+                              "continues it, --overwrite replaces it")
     from xmodal.engine import distributed
 
     result = fit(cfg, TqdmReporter(quiet=quiet), resume=resume_dir is not None)

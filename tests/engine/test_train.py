@@ -156,6 +156,16 @@ def test_a_resume_after_a_kill_between_the_log_and_the_state_logs_each_epoch_onc
     assert epochs == [1, 2]
 
 
+def test_a_run_trained_again_into_its_folder_starts_its_log_afresh(tiny_dataset: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fit(_cfg(tiny_dataset, out, epochs=2, val_split=0.0))
+    fit(_cfg(tiny_dataset, out, epochs=1, val_split=0.0))  # as xmodal train --overwrite
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1]
+    assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 1
+
+
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
     a = fit(_cfg(tiny_dataset, tmp_path / "a", val_split=0.0))
     b = fit(_cfg(tiny_dataset, tmp_path / "b", val_split=0.0))

@@ -368,6 +368,9 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
                               val_split=cfg.val_split if cfg.val is not None else split.val_fraction)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a run trained again into its folder starts its log and state afresh
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(run_dir / LAST_DIR, ignore_errors=True)
         _write_config(run_dir, cfg)
     meta = _metadata(cfg, split, model)
     if resume:  # how `xmodal adapt` made the run (a self-training round) outlives its resume
@@ -794,6 +797,12 @@ def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.O
     return _TrainingState(epoch=saved["epoch"], best_score=saved["best_score"],
                           best_epoch=saved["best_epoch"], history=saved["history"],
                           skipped=set(saved["skipped"]))
+
+
+def holds_run(directory: str | Path) -> bool:
+    """Whether ``directory`` already holds a training run (its model, log or resume state)."""
+    directory = Path(directory)
+    return any((directory / name).exists() for name in ("model.json", "metrics.jsonl", LAST_DIR))
 
 
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
