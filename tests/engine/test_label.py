@@ -16,6 +16,7 @@ from tests.utils import write_video
 from xmodal.cli import main
 from xmodal.engine.label import RecordWriter, find_files, label_files, merge_parts, read_blocks
 from xmodal.engine.predict import Predictor, load_model
+from xmodal.engine.reporting import Reporter
 from xmodal.errors import DatasetError, InputError
 
 
@@ -86,7 +87,7 @@ def test_rerun_skips_done_files_and_overwrite_starts_over(three_class_checkpoint
     first = label_files(predictor, files[:4], out)
     assert (first.done, first.skipped) == (4, 0)
     second = label_files(predictor, files, out)
-    assert (second.done, second.skipped) == (5, 4)
+    assert (second.done, second.skipped) == (6, 3)  # a CSV's last file is always redone
     text = out.read_text()
     assert text.count("\n") == 1 + 9  # header + one row per file, nothing duplicated
     third = label_files(predictor, files, out, overwrite=True)
@@ -105,6 +106,54 @@ def test_torn_last_line_is_redone(three_class_checkpoint: Path, media_folder: Pa
     partial.write_text("".join(lines[:3]) + lines[3][:20])  # crash in the middle of a record
     label_files(predictor, files, partial)
     assert partial.read_text() == full.read_text()
+
+
+def test_a_csv_cut_between_the_window_rows_of_its_last_file_is_redone(
+        three_class_checkpoint: Path, tmp_path: Path) -> None:
+    """A file's rows (its own, then one per window) go in one write; a crash can still leave only
+    some of them, cut at a row's end, so a CSV's last file is redone whatever its rows look like."""
+    folder = tmp_path / "videos"
+    for i in range(3):
+        write_video(folder / f"v{i}.mp4", 20, size=(64, 48), fps=10)  # 2 s: 4 windows of 0.5 s
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0, window_s=0.5)
+    files = find_files([folder]).files
+    full = tmp_path / "full.csv"
+    label_files(predictor, files, full)
+    lines = full.read_text().splitlines(keepends=True)
+    assert len(lines) == 1 + 3 * 5
+    partial = tmp_path / "partial.csv"
+    partial.write_text("".join(lines[:-2]))  # the last file's last two window rows lost
+    summary = label_files(predictor, files, partial)
+    assert (summary.done, summary.skipped) == (1, 2)
+    assert partial.read_text() == full.read_text()
+
+
+def test_files_recorded_as_failed_are_tried_again(three_class_checkpoint: Path, media_folder: Path,
+                                                  tmp_path: Path) -> None:
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0)
+    files = find_files([media_folder]).files[:3]
+    out = tmp_path / "p.jsonl"
+    label_files(predictor, files, out)
+    lines = out.read_text().splitlines(keepends=True)
+    timeout = json.dumps({"path": str(files[1]), "error": "decoding took longer than 1s (stopped)"})
+    out.write_text(lines[0] + timeout + "\n" + lines[2])  # as a run with a short --timeout left it
+    summary = label_files(predictor, files, out)
+    assert (summary.done, summary.skipped, summary.failed) == (1, 2, 0)
+    assert out.read_text() == lines[0] + lines[2] + lines[1]  # the new record moved to the end
+
+
+def test_resuming_with_another_model_says_so(three_class_checkpoint: Path, media_folder: Path,
+                                            tmp_path: Path) -> None:
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0)
+    files = find_files([media_folder]).files[:2]
+    out = tmp_path / "p.jsonl"
+    out.write_text(json.dumps({**_record(os.fsencode(str(files[0]))), "model": "runs/other"}) + "\n")
+    warnings: list[str] = []
+    reporter = Reporter()
+    reporter.warning = warnings.append  # type: ignore[method-assign]
+    summary = label_files(predictor, files, out, reporter=reporter)
+    assert (summary.done, summary.skipped) == (1, 1)
+    assert len(warnings) == 1 and "runs/other" in warnings[0] and "--overwrite" in warnings[0]
 
 
 def _record(name: bytes) -> dict:
@@ -132,7 +181,12 @@ def test_every_name_reads_back_for_resume(suffix: str, names: list[bytes],
             writer.write(_record(name))
     expected = [os.fsdecode(n) for n in names]
     assert list(read_blocks(out)) == expected
-    assert RecordWriter(out).done == set(expected)
+    written = out.read_bytes()
+    resumed = RecordWriter(out)  # a CSV's last file is redone: its rows are cut off
+    resumed.close()
+    assert resumed.done == set(expected if suffix == ".jsonl" else expected[:-1])
+    assert list(read_blocks(out)) == expected[:len(resumed.done)]
+    out.write_bytes(written)
     if suffix == ".jsonl":
         out.read_bytes().decode("utf-8")  # strict: JSON lines stay valid UTF-8
     else:  # CSV cells hold the names' own bytes (quoted or escaped only where CSV needs it)

@@ -2,9 +2,11 @@
 
 Each file's record is written with one ``write`` call and flushed, so a crash
 (even ``kill -9``) loses at most the record in flight. Re-running the same
-command reads the output, drops a torn last line, skips the files already
+command reads the output, drops a torn last line (in a CSV, the last file's rows,
+of which a torn write may have kept only some), skips the files already
 there and appends the rest in the same order: the final file equals an
-uninterrupted run's. Every file name round-trips, whatever its bytes (see ``xmodal.names``).
+uninterrupted run's. Files recorded as failed are tried again (their records
+move to the end). Every file name round-trips, whatever its bytes (see ``xmodal.names``).
 """
 
 from __future__ import annotations
@@ -70,23 +72,39 @@ class RecordWriter:
         self.out = out
         self.format = output_format(out)
         self.done: set[str] = set()
+        self.retried: list[str] = []  # failed before: their records dropped, tried again
+        self.models: set[str] = set()  # the models that wrote the records kept
         out.parent.mkdir(parents=True, exist_ok=True)
         if overwrite or not out.exists():
             out.write_bytes(b"")
         else:
-            self.done = self._recover()
+            self._recover()
         self._fd = os.open(out, os.O_WRONLY | os.O_APPEND)
         if self.format == "csv" and out.stat().st_size == 0:
             self._write(csv_text([CSV_COLUMNS]))
 
-    def _recover(self) -> set[str]:
-        """Paths already recorded; a torn last line (a crash mid-write) is cut off."""
+    def _recover(self) -> None:
+        """Set ``done`` to the paths already recorded, after cutting off what must be redone:
+        a torn last line (a crash mid-write); in a CSV the last file's rows, whole or not (a
+        file's rows go in one write, which a crash can cut at a row's end); failed records."""
+        from xmodal.checkpoint import atomic_write_bytes
+
         data = self.out.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
             with open(self.out, "r+b") as fh:
                 fh.truncate(end)
-        return set(read_blocks(self.out))
+        blocks = read_blocks(self.out)
+        self.retried = [p for p, block in blocks.items() if _block_field(self.format, block, "error")]
+        redo = set(self.retried)
+        if self.format == "csv" and blocks:
+            redo.add(next(reversed(blocks)))
+        if redo:
+            kept = "".join(block for p, block in blocks.items() if p not in redo)
+            header = csv_text([CSV_COLUMNS]) if self.format == "csv" else ""
+            atomic_write_bytes(self.out, to_bytes(header + kept))
+        self.done = set(blocks) - redo
+        self.models = {_block_field(self.format, blocks[p], "model") for p in self.done} - {""}
 
     def write(self, record: dict[str, Any]) -> None:
         if self.format == "jsonl":
@@ -140,6 +158,16 @@ def read_blocks(out: Path) -> dict[str, str]:
     return blocks
 
 
+def _block_field(fmt: str, block: str, name: str) -> str:
+    """A recorded file's ``name`` field ("error", "model"; "" when absent) from its block of
+    ``read_blocks``: its JSON line, or its first CSV row (the file's own)."""
+    if fmt == "jsonl":
+        return str(json.loads(block).get(name) or "")
+    row = next(csv.reader(io.StringIO(block)))
+    index = CSV_COLUMNS.index(name)
+    return unsafe_cell(row[index]) if index < len(row) else ""
+
+
 def _csv_rows(record: dict[str, Any]) -> list[list[Any]]:
     """One row for the file, then one per window (with start_s / end_s)."""
 
@@ -164,6 +192,13 @@ def label_files(predictor: Predictor, files: Sequence[Path], out: Path, *, overw
         skipped = len(files) - len(todo)
         if skipped:
             reporter.info(f"resuming: {skipped} of {len(files)} files already in {out}")
+        if writer.retried:
+            reporter.info(f"trying again {len(writer.retried)} file(s) recorded as failed in {out}")
+        others = sorted(writer.models - {predictor.name})
+        if others:
+            reporter.warning(f"{out}: its {skipped} records were written by {', '.join(others)}; "
+                             f"the files left are labelled by {predictor.name} (--overwrite "
+                             "starts over)")
         done = failed = 0
         for record in _records(predictor, todo, reporter):
             writer.write(record)
@@ -199,7 +234,9 @@ def label_sharded(predictor: Predictor, files: Sequence[Path], out: Path, *, ove
     if overwrite and info.is_main:
         out.unlink(missing_ok=True)
     distributed.barrier()
-    merged = set(read_blocks(out)) if out.exists() else set()
+    fmt = output_format(out)
+    merged = ({p for p, block in read_blocks(out).items() if not _block_field(fmt, block, "error")}
+              if out.exists() else set())  # failed files are tried again
     mine = [f for i, f in enumerate(files) if i % info.world_size == info.rank and str(f) not in merged]
     part = label_files(predictor, mine, part_path(out, info.rank, info.world_size),
                        overwrite=overwrite, reporter=reporter)
@@ -218,8 +255,9 @@ def merge_parts(out: Path, parts: Sequence[Path], files: Sequence[Path]) -> None
     blocks: dict[str, str] = read_blocks(out) if out.exists() else {}
     for part in parts:
         if part.exists():
-            for path, text in read_blocks(part).items():
-                blocks.setdefault(path, text)
+            for path, text in read_blocks(part).items():  # a new record replaces a failed one
+                if path not in blocks or _block_field(output_format(out), blocks[path], "error"):
+                    blocks[path] = text
     order = {str(f): i for i, f in enumerate(files)}
     ranked = sorted(blocks, key=lambda p: (order.get(p, len(order)), p))
     header = csv_text([CSV_COLUMNS]) if output_format(out) == "csv" else ""
