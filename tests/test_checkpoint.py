@@ -58,6 +58,16 @@ def test_round_trip_metadata_and_tensors(saved: Path, model: torch.nn.Module) ->
     assert meta["sha256"] == sha256_file(saved / "model.safetensors")
 
 
+def test_the_weights_are_as_readable_as_the_metadata(tmp_path: Path, model: torch.nn.Module) -> None:
+    old = os.umask(0o022)
+    try:
+        run = save_checkpoint(model, _meta(model), tmp_path / "run")
+    finally:
+        os.umask(old)
+    modes = {name: (run / name).stat().st_mode & 0o777 for name in ("model.safetensors", "model.json")}
+    assert modes == {"model.safetensors": 0o644, "model.json": 0o644}
+
+
 @pytest.mark.parametrize("name", [".", "model.safetensors", "model.json"])
 def test_load_by_directory_weights_or_json(saved: Path, name: str) -> None:
     weights, meta = load_checkpoint(saved / name)

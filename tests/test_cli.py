@@ -94,6 +94,16 @@ def test_train_bad_option_value(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 2 and "audio" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args", [("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "-5"),
+                                  ("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "0"),
+                                  ("label", ".", "--model", "m", "--out", "o.jsonl", "--top-k", "0"),
+                                  ("predict", "m", "x.jpg", "--top-k", "-1")])
+def test_a_non_positive_timeout_or_top_k_is_refused(capsys: pytest.CaptureFixture[str],
+                                                    args: tuple[str, ...]) -> None:
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and ("--timeout" in err or "--top-k" in err) and "Traceback" not in err
+
+
 def test_train_bad_config_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochz: 3\n")

@@ -52,17 +52,20 @@ def export(source: str, out: str, fmt: str, url_prefix: str, summary: str | None
 
     if summary and fmt != "csv":
         raise click.UsageError("--summary goes with --to csv")
+    failed = 0
     if Path(source).is_dir():
-        source = _label_folder(source, models, window, stride)
+        source, failed = _label_folder(source, models, window, stride)
     records = list(read_records(source))
     if fmt != "csv":
         _export_for_review(records, fmt, Path(out), url_prefix)
-        return
-    n = write_table(out, CLIP_COLUMNS, clip_rows(records))
-    click.echo(display(f"wrote {n} clip rows to {out}"))
-    if summary:
-        m = write_table(summary, SUMMARY_COLUMNS, summary_rows(records))
-        click.echo(display(f"wrote {m} file rows to {summary}"))
+    else:
+        n = write_table(out, CLIP_COLUMNS, clip_rows(records))
+        click.echo(display(f"wrote {n} clip rows to {out}"))
+        if summary:
+            m = write_table(summary, SUMMARY_COLUMNS, summary_rows(records))
+            click.echo(display(f"wrote {m} file rows to {summary}"))
+    if failed:  # as xmodal label: the others' rows are written, the exit code says some failed
+        raise SystemExit(1)
 
 
 def _export_for_review(records: list[dict], fmt: str, out: Path, url_prefix: str) -> None:
@@ -77,7 +80,8 @@ def _export_for_review(records: list[dict], fmt: str, out: Path, url_prefix: str
 
 
 def _label_folder(folder: str, models: tuple[str, ...], window: float | None,
-                  stride: float | None) -> str:
+                  stride: float | None) -> tuple[str, int]:
+    """Label ``folder`` into a temporary JSONL: (its path, how many files failed)."""
     from xmodal.engine.label import find_files, label_files
     from xmodal.engine.predict import Predictor, load_model
     from xmodal.names import unsupported_message
@@ -90,8 +94,7 @@ def _label_folder(folder: str, models: tuple[str, ...], window: float | None,
     scan = find_files([folder])
     if scan.unsupported:
         click.echo(f"export_predictions: {display(unsupported_message(scan.unsupported))}", err=True)
-    label_files(predictor, scan.files, out)
-    return str(out)
+    return str(out), label_files(predictor, scan.files, out).failed
 
 
 def main() -> None:

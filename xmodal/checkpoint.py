@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -125,6 +126,9 @@ def save_checkpoint(model: nn.Module, meta: Mapping[str, Any], directory: str | 
         full_meta.update(weights=WEIGHTS_NAME, sha256=sha256_file(w_tmp), xmodal_version=__version__)
         m_tmp.write_text(json.dumps(full_meta, indent=2, default=str) + "\n", encoding="utf-8")
         _fsync_file(m_tmp)
+        # safetensors creates its file for the owner only; the weights get what any new file
+        # gets here (0666 less the umask), as model.json does, so whoever reads one reads both.
+        os.chmod(w_tmp, stat.S_IMODE(m_tmp.stat().st_mode))
         os.replace(w_tmp, weights_path)
         os.replace(m_tmp, meta_path)
         _fsync_dir(directory)

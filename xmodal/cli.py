@@ -223,7 +223,7 @@ def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold
 @click.argument("paths", nargs=-1)
 @click.option("--model", "fused", multiple=True,
               help="Fuse several models (repeat); then MODEL is read as a path too.")
-@click.option("--top-k", "top_k", type=int, default=5, show_default=True)
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
 @_min_score_option
@@ -436,10 +436,10 @@ def _print_calibration(report: Any) -> None:
               show_default=True, help="Shot boundaries: PySceneDetect's content detector, or "
                                       "TransNetV2 (finds dissolves; slow on a CPU).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
-@click.option("--top-k", "top_k", type=int, default=5, show_default=True)
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, show_default=True)
 @_min_score_option
 @_inference_options
-@click.option("--timeout", type=float, default=None,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds one file may take to decode before it is recorded as failed. "
                    "[120; 3600 with --segments shots, which decodes every frame]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -494,7 +494,7 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
 @click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
 @_inference_options
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds one file may take to decode before it is recorded as failed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
@@ -552,7 +552,7 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
 @click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
               help="Decode the frames the model saw into small JPEG strips.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Decode worker processes.")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds one file's thumbnails may take before it is shown without them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def report(predictions: str, out: str, data: str | None, eval_report: str | None, thumbnails: bool,
@@ -640,7 +640,7 @@ def _describe_checked(result: dict) -> str:
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
               show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds a file may take before it is reported as hanging.")
 @click.option("--all", "show_all", is_flag=True, help="Also list the files that are fine.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")

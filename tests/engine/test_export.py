@@ -48,3 +48,20 @@ def test_export_tool_bad_input_is_one_line(tmp_path: Path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "nope.jsonl" in proc.stderr
+
+
+def test_export_tool_labelling_a_folder_exits_1_when_a_file_fails(three_class_checkpoint: Path,
+                                                                  tmp_path: Path) -> None:
+    from tests.utils import write_image
+
+    folder = tmp_path / "in"
+    write_image(folder / "good.jpg", size=(48, 40))
+    (folder / "broken.mp4").write_bytes(b"\x00garbage" * 40)
+    clips = tmp_path / "clips.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export_predictions.py"), str(folder),
+                           "--model", str(three_class_checkpoint), "--out", str(clips)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # as xmodal label
+    assert "broken.mp4" in proc.stderr and "Traceback" not in proc.stderr
+    rows = list(csv.reader(clips.open()))
+    assert [Path(r[0]).name for r in rows[1:]] == ["good.jpg"]  # the good file's row is kept
