@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from xmodal.checkpoint import load_checkpoint, read_metadata, update_metadata
 from xmodal.config import load_config
@@ -164,6 +165,18 @@ def test_a_run_trained_again_into_its_folder_starts_its_log_afresh(tiny_dataset:
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1]
     assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 1
+
+
+def test_a_run_finds_its_relative_data_from_another_working_folder(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`xmodal adapt` and `--resume` read the run's config.yaml, whose data path is as typed."""
+    monkeypatch.chdir(tiny_dataset.parent)
+    out = tmp_path / "run"
+    fit(_cfg(Path(tiny_dataset.name), out, epochs=1, val_split=0.0))
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"] == tiny_dataset.name
+    monkeypatch.chdir(tmp_path)
+    cfg = resume_config(out)
+    assert Path(cfg.data) == tiny_dataset.resolve()
 
 
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:

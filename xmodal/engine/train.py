@@ -799,6 +799,24 @@ def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.O
                           skipped=set(saved["skipped"]))
 
 
+def _with_recorded_paths(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """``cfg`` with its relative data, csv and val paths replaced by the absolute ones the run's
+    model.json recorded (``data_location``) where those exist, so that a run resumed or adapted
+    from another working folder finds its own data; config.yaml keeps the paths as typed."""
+    from xmodal.checkpoint import META_NAME
+
+    try:
+        recorded = json.loads((run_dir / META_NAME).read_text(encoding="utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):
+        return cfg
+    if not isinstance(recorded, dict):
+        return cfg
+    changes = {key: recorded[key] for key in ("data", "csv", "val")
+               if getattr(cfg, key) and not Path(getattr(cfg, key)).is_absolute()
+               and isinstance(recorded.get(key), str) and Path(recorded[key]).exists()}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def holds_run(directory: str | Path) -> bool:
     """Whether ``directory`` already holds a training run (its model, log or resume state)."""
     directory = Path(directory)
@@ -811,7 +829,7 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-    cfg = load_config(path, **overrides)
+    cfg = _with_recorded_paths(load_config(path, **overrides), run_dir)
     cfg.out = str(run_dir)
     if cfg.train_frames is None:  # written before 3 became the default, when null meant frames
         cfg.train_frames = cfg.frames
