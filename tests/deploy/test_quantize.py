@@ -135,3 +135,15 @@ def test_only_frame_statistics_restrict_the_quantised_operators() -> None:
 
     assert op_types(False) is None  # ONNX Runtime's defaults, as before --test-bn-prior
     assert op_types(True) == ["Conv", "Gemm", "MatMul"]
+
+
+def test_calibration_names_the_files_it_skips(tmp_path: Path) -> None:
+    from xmodal.deploy.quantize import calibration_frames
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00garbage" * 40)
+    meta = {"frames": 2, "preprocessing": {"input_size": 32, "resize_size": 36}}
+    skipped: list[str] = []
+    frames = calibration_frames([broken, SAMPLES / "demo" / "photo.jpg"], meta, 4, skipped=skipped)
+    assert frames.shape == (1, 32, 32, 3)
+    assert len(skipped) == 1 and skipped[0].startswith(f"{broken}: ")

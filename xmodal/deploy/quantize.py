@@ -31,7 +31,11 @@ def quantize_export(stage: Path, meta: dict[str, Any], source_meta: dict[str, An
     """Replace ``stage/model.onnx`` (fp32) by its INT8 version; returns (metadata, notes)."""
     files, where = calibration_files(source_meta, calibration, source)
     reporter.info(f"calibrating on up to {frames} frames from {where}")
-    samples = calibration_frames(files, meta, frames)
+    skipped: list[str] = []
+    samples = calibration_frames(files, meta, frames, skipped=skipped)
+    if skipped:
+        reporter.warning(f"{len(skipped)} calibration file(s) skipped: " + "; ".join(skipped[:3])
+                         + (" ..." if len(skipped) > 3 else ""))
     fp32 = stage / "fp32.onnx"
     os.replace(stage / ONNX_NAME, fp32)
     statistics = bool(source_meta.get("test_bn_prior"))
@@ -114,9 +118,11 @@ def _recorded_val_split(data: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, seed: int = 0) -> np.ndarray:
+def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, seed: int = 0, *,
+                       skipped: list[str] | None = None) -> np.ndarray:
     """Up to ``count`` preprocessed frames (N, S, S, 3) uint8 from ``files`` in a seeded random
-    order: each video gives its TSN segment centres, each image itself; bad files are skipped."""
+    order: each video gives its TSN segment centres, each image itself; bad files are skipped
+    (appended to ``skipped`` as "path: reason")."""
     from xmodal.engine.inputs import ClipReader
 
     if count < 1:
@@ -130,7 +136,9 @@ def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, 
     for i in order:
         try:
             views, _ = reader(str(files[i]))
-        except XmodalError:
+        except XmodalError as exc:
+            if skipped is not None:
+                skipped.append(f"{files[i]}: {getattr(exc, 'reason', exc)}")
             continue
         clip = views[0]
         got.append(clip)
