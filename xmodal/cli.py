@@ -668,12 +668,13 @@ def check(folders: tuple[str, ...], frames: int, video_backend: str, workers: in
                               timeout_s=timeout, reporter=reporter):
         bad += not result["ok"]
         with reporter.printing():
-            if as_json and (show_all or not result["ok"]):
+            if as_json and (show_all or not result["ok"] or "note" in result):
                 click.echo(json_line(result))
             elif not result["ok"]:
                 click.echo(display(f"{result['path']}: {result['error']}"))
-            elif show_all:
-                click.echo(display(f"{result['path']}: ok ({_describe_checked(result)})"))
+            elif show_all or "note" in result:  # decodable, but maybe not all of it
+                note = f"; {result['note']}" if "note" in result else ""
+                click.echo(display(f"{result['path']}: ok ({_describe_checked(result)}){note}"))
     if show_all:  # every file passed over, by name: "ok" is null, as nothing was decoded
         for path in scan.unsupported:
             skipped = {"path": str(path), "ok": None, "skipped": unsupported_reason(path)}

@@ -73,3 +73,24 @@ def test_check_files_reports_in_order(tmp_path: Path) -> None:
     results = list(check_files(files, workers=0))
     assert results[0]["ok"] and not results[1]["ok"]
     assert "missing.mp4" in results[1]["path"]
+
+
+def test_check_names_a_video_cut_short_of_what_its_header_declares(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A download cut at 43%: its MP4 header (moov first) still declares every frame; the
+    packets hold fewer, which is all a player shows and all xmodal reads."""
+    from tests.video_truth import ffmpeg
+
+    whole = tmp_path / "src" / "whole.mp4"
+    whole.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "10", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole))
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:int(len(data) * 0.43)])
+    code, out, _ = _cli(capsys, "check", str(tmp_path / "cut.mp4"), str(whole), "--quiet",
+                        "--workers", "0")
+    assert code == 0  # decodable: not a failure
+    [line] = out.strip().splitlines()  # the whole file, fine, is not listed without --all
+    assert line.startswith(f"{tmp_path / 'cut.mp4'}: ok (") and "declares 250 frames" in line
+    [record] = list(check_files([whole], workers=0))
+    assert "note" not in record and record["frames"] == 250

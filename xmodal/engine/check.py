@@ -42,10 +42,35 @@ class FileCheck:
             raise InputError(file, unsupported_reason(file))
         clip = read_clip(file, TSNSampler(self.frames, train=False), backend=self.backend)
         info = clip.info
-        return {"kind": "video", "frames": info.num_frames, "duration_s": round(info.duration_s, 3),
-                "fps": round(info.fps, 3), "width": info.width, "height": info.height,
-                "stream": info.stream, "codec": info.codec, "decoded": len(clip.frames),
-                "sampled_s": [round(float(t), 3) for t in clip.times_s]}
+        result = {"kind": "video", "frames": info.num_frames, "duration_s": round(info.duration_s, 3),
+                  "fps": round(info.fps, 3), "width": info.width, "height": info.height,
+                  "stream": info.stream, "codec": info.codec, "decoded": len(clip.frames),
+                  "sampled_s": [round(float(t), 3) for t in clip.times_s]}
+        declared = declared_frames(file, info.stream)
+        if declared is not None and declared - info.num_frames > max(2, TRUNCATED_SHARE * declared):
+            result["declared_frames"] = declared
+            result["note"] = (f"its header declares {declared} frames, {info.num_frames} can be read: "
+                              "a truncated file, or an edit list that hides frames")
+        return result
+
+
+# A video whose header declares more frames than this share above what can be read is named:
+# players (and xmodal) show what the packets hold, so a cut download otherwise passes unseen.
+TRUNCATED_SHARE = 0.1
+
+
+def declared_frames(path: Path, stream: int) -> int | None:
+    """The frame count the container's header declares for stream ``stream`` (MP4's sample
+    table, a few other containers' nb_frames; PyAV's ``stream.frames``), or None when it
+    declares none or cannot be read."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            declared = int(container.streams[stream].frames)
+    except Exception:  # noqa: BLE001 - a header PyAV cannot read declares nothing to compare
+        return None
+    return declared or None
 
 
 def check_files(files: Sequence[Path], *, frames: int = 8, backend: str = "auto",
