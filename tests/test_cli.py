@@ -54,12 +54,15 @@ def test_train_refuses_an_out_that_holds_a_run(capsys: pytest.CaptureFixture[str
                                               tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
+    (run / "config.yaml").write_text("epochs: 1\n")
     (run / "model.json").write_text("{}")
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
     code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), "--out", str(run))
     _one_line_error(code, err, str(run), "--resume", "--overwrite")
     assert code == 2
     assert (run / "metrics.jsonl").read_text() == '{"epoch": 1}\n'  # nothing touched
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--overwrite")
+    assert code == 2 and "--overwrite" in err and "Traceback" not in err
 
 
 def test_train_empty_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -146,6 +146,8 @@ def train(config_path: str | None, resume_dir: str | None, overwrite: bool, quie
     from xmodal.engine.reporting import TqdmReporter
     from xmodal.engine.train import fit, holds_run, resume_config
 
+    if resume_dir is not None and overwrite:
+        raise click.UsageError("--overwrite starts a run over, --resume continues one: pick one")
     if resume_dir is not None:
         cfg = resume_config(resume_dir, **{k: v for k, v in options.items() if k == "epochs"})
     else:

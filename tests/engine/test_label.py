@@ -156,6 +156,39 @@ def test_resuming_with_another_model_says_so(three_class_checkpoint: Path, media
     assert len(warnings) == 1 and "runs/other" in warnings[0] and "--overwrite" in warnings[0]
 
 
+def test_a_rerun_on_fewer_files_keeps_the_records_of_the_others(three_class_checkpoint: Path,
+                                                               media_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """Only this run's files are redone (a CSV's last, failed ones): `label a/ b/` then
+    `label a/` into the same output keeps b/'s records as they were."""
+    predictor = Predictor(load_model(three_class_checkpoint), workers=0)
+    files = find_files([media_folder]).files
+    out = tmp_path / "p.csv"
+    label_files(predictor, files, out)
+    text = out.read_text()
+    out.write_text(text.replace(str(files[1]), str(tmp_path / "failed.mp4"), 1)
+                   + f"{tmp_path / 'gone.mp4'},,,,,,,,,,,cannot decode,\n")
+    before = out.read_text()
+    summary = label_files(predictor, files[:3], out)
+    assert (summary.done, summary.skipped) == (1, 2)  # files[1] is no longer recorded
+    assert out.read_text().startswith(before)  # the failed record and the last of another run stay
+
+
+def test_the_same_model_typed_another_way_is_not_another_model(three_class_checkpoint: Path,
+                                                               media_folder: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(three_class_checkpoint.parent)
+    files = find_files([media_folder]).files[:2]
+    out = tmp_path / "p.jsonl"
+    label_files(Predictor(load_model(Path(three_class_checkpoint.name)), workers=0), files[:1], out)
+    warnings: list[str] = []
+    reporter = Reporter()
+    reporter.warning = warnings.append  # type: ignore[method-assign]
+    label_files(Predictor(load_model(f"./{three_class_checkpoint.name}/"), workers=0), files, out,
+                reporter=reporter)
+    assert warnings == []
+
+
 def _record(name: bytes) -> dict:
     return {"path": os.fsdecode(name), "label": "alpha", "score": 0.5,
             "top": [{"label": "alpha", "score": 0.5}], "kind": "image", "frames": 1,

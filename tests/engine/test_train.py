@@ -172,11 +172,14 @@ def test_a_run_finds_its_relative_data_from_another_working_folder(
     """`xmodal adapt` and `--resume` read the run's config.yaml, whose data path is as typed."""
     monkeypatch.chdir(tiny_dataset.parent)
     out = tmp_path / "run"
-    fit(_cfg(Path(tiny_dataset.name), out, epochs=1, val_split=0.0))
+    fit(_cfg(Path(tiny_dataset.name), out, epochs=2, val_split=0.0), stop_after=1)
     assert yaml.safe_load((out / "config.yaml").read_text())["data"] == tiny_dataset.name
     monkeypatch.chdir(tmp_path)
     cfg = resume_config(out)
     assert Path(cfg.data) == tiny_dataset.resolve()
+    fit(cfg, resume=True)
+    # config.yaml keeps the path as typed: a project moved with its data still resumes
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"] == tiny_dataset.name
 
 
 def test_same_seed_same_weights_on_cpu(tiny_dataset: Path, tmp_path: Path) -> None:

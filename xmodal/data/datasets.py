@@ -72,7 +72,7 @@ class ClipDataset(Dataset):
             return self._item(key)
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU's alone: a GPU's dropout stream stays
             return self._item(index)
 
     def _item(self, index: int) -> tuple[Tensor, int]:

@@ -145,7 +145,9 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
         target = out if k == rounds else out / "rounds" / str(k)
         overrides = {"epochs": epochs} if epochs is not None else {}
         cfg = resume_config(run, **overrides)
-        cfg.out, cfg.init, cfg.pseudo_csv, cfg.augment = str(target), str(current), str(csv_path), augment
+        cfg.out, cfg.augment = str(target), augment
+        # absolute: a round resumed from another working folder still finds them
+        cfg.init, cfg.pseudo_csv = str(Path(current).resolve()), str(csv_path.resolve())
         if test_bn_prior is not None:
             cfg.test_bn_prior = test_bn_prior
         if workers is not None:

@@ -66,7 +66,7 @@ def declared_frames(path: Path, stream: int) -> int | None:
     try:
         import av
 
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="ignore") as container:  # as the probe opens it
             declared = int(container.streams[stream].frames)
     except Exception:  # noqa: BLE001 - a header PyAV cannot read declares nothing to compare
         return None

@@ -68,7 +68,8 @@ def find_files(folders: Sequence[str | os.PathLike[str]], globs: tuple[str, ...]
 class RecordWriter:
     """Appends one file's record(s) per call in a single write, then flushes."""
 
-    def __init__(self, out: Path, *, overwrite: bool = False) -> None:
+    def __init__(self, out: Path, *, overwrite: bool = False,
+                 files: Sequence[Path] | None = None) -> None:
         self.out = out
         self.format = output_format(out)
         self.done: set[str] = set()
@@ -78,15 +79,16 @@ class RecordWriter:
         if overwrite or not out.exists():
             out.write_bytes(b"")
         else:
-            self._recover()
+            self._recover(None if files is None else {str(f) for f in files})
         self._fd = os.open(out, os.O_WRONLY | os.O_APPEND)
         if self.format == "csv" and out.stat().st_size == 0:
             self._write(csv_text([CSV_COLUMNS]))
 
-    def _recover(self) -> None:
+    def _recover(self, labelling: set[str] | None) -> None:
         """Set ``done`` to the paths already recorded, after cutting off what must be redone:
         a torn last line (a crash mid-write); in a CSV the last file's rows, whole or not (a
-        file's rows go in one write, which a crash can cut at a row's end); failed records."""
+        file's rows go in one write, which a crash can cut at a row's end); failed records.
+        Only files of this run (``labelling``; None: any) are redone: the others' records stay."""
         from xmodal.checkpoint import atomic_write_bytes
 
         data = self.out.read_bytes()
@@ -95,9 +97,10 @@ class RecordWriter:
             with open(self.out, "r+b") as fh:
                 fh.truncate(end)
         blocks = read_blocks(self.out)
-        self.retried = [p for p, block in blocks.items() if _block_field(self.format, block, "error")]
+        ours = blocks if labelling is None else [p for p in blocks if p in labelling]
+        self.retried = [p for p in ours if _block_field(self.format, blocks[p], "error")]
         redo = set(self.retried)
-        if self.format == "csv" and blocks:
+        if self.format == "csv" and blocks and next(reversed(blocks)) in ours:
             redo.add(next(reversed(blocks)))
         if redo:
             kept = "".join(block for p, block in blocks.items() if p not in redo)
@@ -187,18 +190,17 @@ def label_files(predictor: Predictor, files: Sequence[Path], out: Path, *, overw
                 reporter: Reporter | None = None) -> LabelSummary:
     """Label ``files`` into ``out``, skipping those already recorded there."""
     reporter = reporter or Reporter()
-    with RecordWriter(out, overwrite=overwrite) as writer:
+    with RecordWriter(out, overwrite=overwrite, files=files) as writer:
         todo = [f for f in files if str(f) not in writer.done]
         skipped = len(files) - len(todo)
         if skipped:
             reporter.info(f"resuming: {skipped} of {len(files)} files already in {out}")
         if writer.retried:
             reporter.info(f"trying again {len(writer.retried)} file(s) recorded as failed in {out}")
-        others = sorted(writer.models - {predictor.name})
+        others = sorted(m for m in writer.models if not _same_model(m, predictor.name))
         if others:
-            reporter.warning(f"{out}: its {skipped} records were written by {', '.join(others)}; "
-                             f"the files left are labelled by {predictor.name} (--overwrite "
-                             "starts over)")
+            reporter.warning(f"{out}: holds records written by {', '.join(others)}; the files "
+                             f"left are labelled by {predictor.name} (--overwrite starts over)")
         done = failed = 0
         for record in _records(predictor, todo, reporter):
             writer.write(record)
@@ -208,6 +210,16 @@ def label_files(predictor: Predictor, files: Sequence[Path], out: Path, *, overw
             else:
                 done += 1
     return LabelSummary(out, done, skipped, failed)
+
+
+def _same_model(recorded: str, name: str) -> bool:
+    """Whether a record's ``model`` names the predictor's model: the same text, or the same
+    path typed another way (``runs/demo`` and ``./runs/demo/``; fused models: each part)."""
+    if recorded == name:
+        return True
+    a, b = recorded.split("+"), name.split("+")
+    return len(a) == len(b) and all(os.path.realpath(x) == os.path.realpath(y)
+                                    for x, y in zip(a, b, strict=True))
 
 
 def _records(predictor: Predictor, files: Sequence[Path],

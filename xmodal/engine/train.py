@@ -25,7 +25,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from xmodal.config import AUTO_VAL_MIN_PER_CLASS, VAL_SPLIT, TrainConfig, dump_yaml, load_config
+from xmodal.config import (
+    AUTO_VAL_MIN_PER_CLASS,
+    VAL_SPLIT,
+    TrainConfig,
+    dump_yaml,
+    load_config,
+    read_yaml,
+)
 from xmodal.data.transforms import BatchMixer, batch_mixer
 from xmodal.engine import distributed
 from xmodal.engine.data import Split, describe, load_split, make_loader, uses_frame_cache
@@ -302,7 +309,7 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     model = build_classifier(cfg.backbone, len(split.classes), weights=cfg.weights,
                              pooling=cfg.pooling, dropout=cfg.dropout,
                              test_bn_prior=cfg.test_bn_prior)
-    if cfg.init is not None:
+    if cfg.init is not None and not resume:  # a resume loads last/, which already holds it
         _load_init(model, cfg.init, split.classes)
     if cfg.input_size is not None:  # e.g. smaller frames for speed; recorded in the checkpoint
         model.encoder.pretrained_cfg = dataclasses.replace(
@@ -370,8 +377,9 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:  # a run trained again into its folder starts its log and state afresh
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            shutil.rmtree(run_dir / LAST_DIR, ignore_errors=True)
-        _write_config(run_dir, cfg)
+            if (run_dir / LAST_DIR / "state.json").is_file():
+                shutil.rmtree(run_dir / LAST_DIR, ignore_errors=True)
+        _write_config(run_dir, _typed_paths(cfg, run_dir) if resume else cfg)
     meta = _metadata(cfg, split, model)
     if resume:  # how `xmodal adapt` made the run (a self-training round) outlives its resume
         meta.update(_kept_on_resume(run_dir))
@@ -799,6 +807,17 @@ def _load_resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.O
                           skipped=set(saved["skipped"]))
 
 
+def _typed_paths(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """``cfg`` with the data, csv and val paths its run's config.yaml holds (as typed, perhaps
+    relative), which ``_with_recorded_paths`` replaced for reading: a resume rewrites
+    config.yaml and must not pin a project moved with its data to the old absolute paths."""
+    try:
+        typed = read_yaml(run_dir / "config.yaml")
+    except ConfigError:
+        return cfg
+    return dataclasses.replace(cfg, **{k: typed[k] for k in ("data", "csv", "val") if k in typed})
+
+
 def _with_recorded_paths(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     """``cfg`` with its relative data, csv and val paths replaced by the absolute ones the run's
     model.json recorded (``data_location``) where those exist, so that a run resumed or adapted
@@ -818,9 +837,12 @@ def _with_recorded_paths(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
 
 
 def holds_run(directory: str | Path) -> bool:
-    """Whether ``directory`` already holds a training run (its model, log or resume state)."""
+    """Whether ``directory`` already holds a training run: its config.yaml, and its model, log
+    or resume state (a data folder with a class named "last" is not one)."""
     directory = Path(directory)
-    return any((directory / name).exists() for name in ("model.json", "metrics.jsonl", LAST_DIR))
+    return (directory / "config.yaml").is_file() and any(
+        (directory / name).is_file() for name in ("model.json", "metrics.jsonl",
+                                                  f"{LAST_DIR}/state.json"))
 
 
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
