@@ -16,3 +16,6 @@ def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook signature
 
     if "XMODAL_CACHE" not in os.environ:
         os.environ["XMODAL_CACHE"] = tempfile.mkdtemp(prefix="xmodal-test-cache-")
+    # Tests import decord directly (pytest.importorskip): PyTorch must be loaded before it, or a
+    # later test's PyTorch work segfaults (see xmodal.data.video.decord_backend.import_decord).
+    import torch  # noqa: F401

@@ -193,9 +193,9 @@ def header(title: str, started: float | None = None) -> str:
     except ImportError:
         av_version = "not installed"
     try:
-        import decord
+        from xmodal.data.video.decord_backend import import_decord
 
-        decord_version = decord.__version__
+        decord_version = import_decord().__version__
     except ImportError:
         decord_version = "not installed"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CUDA not available)"

@@ -76,7 +76,9 @@ def xmodal_loader(path: str, backend: str) -> np.ndarray:
 
 
 def raw_decord(path: str, threads: int = 0) -> np.ndarray:
-    import decord
+    from xmodal.data.video.decord_backend import import_decord
+
+    decord = import_decord()  # torch first: decord loaded before it crashes PyTorch later
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
     frames = reader.get_batch(_indices(len(reader)).tolist()).asnumpy()
@@ -173,7 +175,10 @@ def _task(job: tuple[str, str]) -> float:
 
 def _warm(_: int) -> None:
     import av  # noqa: F401
-    import decord  # noqa: F401
+
+    from xmodal.data.video.decord_backend import import_decord
+
+    import_decord()
 
     from xmodal.data.video import set_decoder_threads
 

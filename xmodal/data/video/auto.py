@@ -11,7 +11,7 @@ import numpy as np
 
 from xmodal.data.sampling import FrameSampler, TSNSampler
 from xmodal.data.video.base import Clip, VideoSource, check_short_side
-from xmodal.data.video.decord_backend import DecordSource
+from xmodal.data.video.decord_backend import DecordSource, import_decord
 from xmodal.data.video.errors import check_path
 from xmodal.data.video.pyav_backend import PyAVSource
 from xmodal.errors import ConfigError, VideoDecodeError
@@ -91,7 +91,7 @@ def open_video(
         return PyAVSource(path, short_side=short_side)
     if backend == "decord":
         try:
-            import decord  # noqa: F401
+            import_decord()
         except ImportError as exc:
             raise ConfigError(
                 "video backend 'decord' is not installed (pip install decord2); use 'pyav'"

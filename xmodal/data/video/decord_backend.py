@@ -33,6 +33,21 @@ from xmodal.errors import VideoDecodeError
 log = logging.getLogger(__name__)
 
 
+def import_decord() -> Any:
+    """``import decord``, with PyTorch loaded first.
+
+    decord loads its library (and the FFmpeg it bundles) with ``RTLD_GLOBAL``; loaded before
+    torch, it makes later PyTorch work crash (dmlc/decord#293, #324, #329; MMAction2 moved its
+    decord imports for the same reason). Measured here: decord imported first, then a model's
+    ONNX export and its check against PyTorch segfaulted in a convolution (rc 139); with torch
+    first, it runs. Raises ImportError when decord is not installed.
+    """
+    import importlib
+
+    importlib.import_module("torch")  # loaded before decord (see above)
+    return importlib.import_module("decord")
+
+
 class DecordSource(VideoSource):
     """decord backend; every decord error, and every file it would misread, is a VideoDecodeError."""
 
@@ -42,9 +57,7 @@ class DecordSource(VideoSource):
         check_short_side(short_side)
         self.path = Path(path)
         check_path(self.path)
-        import decord
-
-        self._decord = decord
+        self._decord = import_decord()
         try:
             self._probe: probing.StreamProbe | None = probing.probe(self.path)
         except VideoDecodeError as exc:  # PyAV cannot read it: decord is on its own
