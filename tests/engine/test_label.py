@@ -123,9 +123,11 @@ def test_a_csv_cut_between_the_window_rows_of_its_last_file_is_redone(
     assert len(lines) == 1 + 3 * 5
     partial = tmp_path / "partial.csv"
     partial.write_text("".join(lines[:-2]))  # the last file's last two window rows lost
-    summary = label_files(predictor, files, partial)
+    link = tmp_path / "link.csv"
+    link.symlink_to(partial)  # the output the user named: cut in place, still a link
+    summary = label_files(predictor, files, link)
     assert (summary.done, summary.skipped) == (1, 2)
-    assert partial.read_text() == full.read_text()
+    assert partial.read_text() == full.read_text() and link.is_symlink()
 
 
 def test_files_recorded_as_failed_are_tried_again(three_class_checkpoint: Path, media_folder: Path,

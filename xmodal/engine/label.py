@@ -102,7 +102,11 @@ class RecordWriter:
         redo = set(self.retried)
         if self.format == "csv" and blocks and next(reversed(blocks)) in ours:
             redo.add(next(reversed(blocks)))
-        if redo:
+        last = to_bytes(blocks[next(reversed(blocks))]) if blocks else b""
+        if redo == {next(reversed(blocks), None)} and data[:end].endswith(last):
+            with open(self.out, "r+b") as fh:  # in place: a link or the file's mode stays
+                fh.truncate(end - len(last))
+        elif redo:
             kept = "".join(block for p, block in blocks.items() if p not in redo)
             header = csv_text([CSV_COLUMNS]) if self.format == "csv" else ""
             atomic_write_bytes(self.out, to_bytes(header + kept))
