@@ -99,6 +99,8 @@ def test_train_bad_option_value(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 
 @pytest.mark.parametrize("args", [("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "-5"),
                                   ("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "0"),
+                                  ("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "nan"),
+                                  ("check", ".", "--timeout", "inf"),
                                   ("label", ".", "--model", "m", "--out", "o.jsonl", "--top-k", "0"),
                                   ("predict", "m", "x.jpg", "--top-k", "-1")])
 def test_a_non_positive_timeout_or_top_k_is_refused(capsys: pytest.CaptureFixture[str],

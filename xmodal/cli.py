@@ -43,6 +43,26 @@ def cli() -> None:
     """Classify videos and still images with one fine-tuned CNN."""
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds above 0 (a decode ``--timeout``; ``nan``/``inf`` refused)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r} is not a finite number of seconds above 0", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+
+
 def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The decoding and device options that predict, eval and label share."""
     options = [
@@ -441,7 +461,7 @@ def _print_calibration(report: Any) -> None:
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, show_default=True)
 @_min_score_option
 @_inference_options
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=SECONDS, default=None,
               help="Seconds one file may take to decode before it is recorded as failed. "
                    "[120; 3600 with --segments shots, which decodes every frame]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -496,7 +516,7 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
 @click.option("--stride", type=float, help="Window stride in seconds. [= --window]")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
 @_inference_options
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", type=SECONDS, default=120.0, show_default=True,
               help="Seconds one file may take to decode before it is recorded as failed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
@@ -554,7 +574,7 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
 @click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
               help="Decode the frames the model saw into small JPEG strips.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Decode worker processes.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+@click.option("--timeout", type=SECONDS, default=60.0, show_default=True,
               help="Seconds one file's thumbnails may take before it is shown without them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def report(predictions: str, out: str, data: str | None, eval_report: str | None, thumbnails: bool,
@@ -642,7 +662,7 @@ def _describe_checked(result: dict) -> str:
 @click.option("--video-backend", type=click.Choice(VIDEO_BACKENDS), default="auto",
               show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", type=SECONDS, default=120.0, show_default=True,
               help="Seconds a file may take before it is reported as hanging.")
 @click.option("--all", "show_all", is_flag=True, help="Also list the files that are fine.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
