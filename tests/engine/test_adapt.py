@@ -274,6 +274,32 @@ def test_adapt_runs_its_rounds_from_the_batchnorm_step(domains: Path, finetuned_
         adapt(finetuned_run, [str(domains / "unlabeled")], out, rounds=1, workers=0)
 
 
+def test_adapt_rounds_name_an_undecodable_unlabelled_file(domains: Path, finetuned_run: Path,
+                                                           tmp_path: Path) -> None:
+    from xmodal.engine.reporting import Reporter
+
+    class Warnings(Reporter):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warning(self, message: str) -> None:
+            self.warnings.append(message)
+
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for f in sorted((domains / "unlabeled").glob("*.mp4"))[:12]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    reporter = Warnings()
+    history = adapt(finetuned_run, [str(folder)], tmp_path / "adapted", rounds=1, threshold=0.3,
+                    workers=0, epochs=1, reporter=reporter)
+    skipped = [w for w in reporter.warnings if "unlabelled file(s) skipped" in w]
+    assert len(skipped) == 1 and str(folder / "broken.mp4") in skipped[0], reporter.warnings
+    assert history[0].considered == 13
+    with open(tmp_path / "adapted" / "pseudo_labels_1.csv", newline="") as f:
+        assert "broken.mp4" not in f.read()
+
+
 @pytest.mark.parametrize("stride", [0, 8])
 def test_only_norms_that_learnt_from_the_run_are_adapted(stride: int) -> None:
     from xmodal.engine.bn_adapt import trained_norms

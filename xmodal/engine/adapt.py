@@ -133,6 +133,10 @@ def adapt(run: str | os.PathLike[str], unlabeled: list[str], out: str | os.PathL
             raise ConfigError(f"{run}: a multi-label run cannot be adapted (pseudo-labels are "
                               "one class per file)")
         records = list(predictor.predict([str(f) for f in files]))
+        failed = [f"{r['path']}: {r['error']}" for r in records if "error" in r]
+        if failed and k == 1:  # the same files fail every round: named once
+            reporter.warning(f"{len(failed)} unlabelled file(s) skipped: " + "; ".join(failed[:3])
+                             + (" ..." if len(failed) > 3 else ""))
         chosen = pseudo_labels(records, threshold, predictor.classes)
         if not chosen:
             raise DatasetError(", ".join(unlabeled), f"round {k}: no unlabelled file reached a "
