@@ -231,6 +231,11 @@ def test_batchnorm_adaptation_skips_an_undecodable_file_and_refuses_bad_targets(
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError):
         adapt_batchnorm(finetuned_run, [str(tmp_path / "empty")], tmp_path / "bn2", workers=0)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted(folder.glob("*_*.mp4"))[0], one)
+    with pytest.raises(DatasetError, match=r"4 frame\(s\) decoded from 1 file.*add unlabelled files"):
+        adapt_batchnorm(finetuned_run, [str(one)], tmp_path / "bn4", workers=0)  # says what to do
 
 
 def test_mixed_statistics_take_half_their_frames_from_the_run_s_training_files(

@@ -91,7 +91,8 @@ def adapt_batchnorm(run: str | os.PathLike[str], unlabeled: list[str], out: str 
     frames, decoded, failed = _frames_of(loaded, files, budget, rng, workers, reporter, "unlabelled")
     if len(frames) < MIN_FRAMES:
         raise DatasetError(", ".join(unlabeled), f"{len(frames)} frame(s) decoded from {decoded} "
-                           f"file(s); BatchNorm statistics need at least {MIN_FRAMES}")
+                           f"file(s); BatchNorm statistics need at least {MIN_FRAMES}: add "
+                           f"unlabelled files (a video gives {loaded.frames} frames, a photo 1)")
     own = _training_frames(loaded, cfg, len(frames), rng, workers, reporter) if mixed else None
     _update_statistics(loaded.model, frames if own is None else _cat(frames, own), norms, seed,
                        resolve_device(device))
