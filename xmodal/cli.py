@@ -111,7 +111,7 @@ _min_score_option = click.option(
 @click.option("--input-size", type=int, help="Frame size in px. [the encoder's, 224]")
 @click.option("--train-size", type=int, help="Training crop size in px. [= input size]")
 @click.option("--epochs", type=int, help="Training epochs. [5]")
-@click.option("--min-steps", type=int, help="Train more epochs until this many optimiser steps. [200]")
+@click.option("--min-steps", type=int, help="Train more epochs until this many optimiser steps. [400]")
 @click.option("--batch-size", type=int, help="Clips per batch. [8]")
 @click.option("--lr", type=float, help="Head learning rate. [1e-3]")
 @click.option("--backbone-lr-mult", type=float, help="Encoder LR = lr x this. [1.0]")

@@ -83,7 +83,7 @@ class TrainConfig:
     frozen_stride: int | None = None  # freeze the encoder up to this output stride; None: by modality
     unfreeze_every: int = 1
     epochs: int = 5
-    min_steps: int = 200  # tiny data sets: more epochs until this many optimiser steps
+    min_steps: int = 400  # tiny data sets: more epochs until this many optimiser steps (docs/accuracy.md)
     batch_size: int = 8
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0
