@@ -2,11 +2,11 @@
 
 A photo shows its object large, centred and sharp; a frame of a video shows it smaller, off
 centre, over a scene, blurred by motion, noisy and compressed. ``RandomPlacement`` zooms out
-(the object at a random smaller scale and place over a varied background; from a plain studio
-backdrop, at times cut out) and ``VideoLikeDegradation`` blurs, adds sensor noise and
-JPEG-compresses, each drawn once per clip so every frame of a clip agrees. RandomResizedCrop's
-zoom-in covers the other direction (clips to stills). Inputs and outputs are uint8 clips
-(T, C, H, W).
+(the object at a random smaller scale and place over a varied background, a synthetic scene
+among them; from a plain studio backdrop, at times cut out) and ``VideoLikeDegradation``
+blurs, adds sensor noise and JPEG-compresses, each drawn once per clip so every frame of a
+clip agrees. RandomResizedCrop's zoom-in covers the other direction (clips to stills).
+Inputs and outputs are uint8 clips (T, C, H, W).
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ import math
 import torch
 from torch import Tensor
 
+from xmodal.data.scenes import dead_leaves, spectral_noise
 from xmodal.data.transforms import resize_to
 
 
 class RandomPlacement:
     """With probability ``p``, shrink the clip to ``scale`` (a range of side fractions) and paste
-    it at a uniform random position onto a background of the same size: a flat random colour,
-    noise around one, or the clip itself stretched and blurred (context without its detail).
+    it at a uniform random position onto a background of the same size, one of five kinds
+    drawn evenly: a flat random colour, noise around one, the clip itself stretched and blurred
+    (context without its detail), or a synthetic scene with some of natural images' statistics
+    (dead leaves or 1/f noise, ``xmodal.data.scenes``; one frame for the whole clip, a static
+    scene).
     Of the clips placed, a share ``matte_p`` that show an object on a plain studio backdrop (a
     product shot, a scan) are pasted through its matte (``plain_background_matte``), so the
     object, not its rectangle, lies on the new background, as an object in a video lies on its
@@ -70,7 +74,12 @@ class RandomPlacement:
     @staticmethod
     def _background(clip: Tensor) -> Tensor:
         t, c, h, w = clip.shape
-        kind = int(torch.randint(0, 3, ()))
+        kind = int(torch.randint(0, 5, ()))
+        # kinds 3 and 4 first: 0 and 1 share the colour drawn below
+        if kind == 3:  # a scene: occluding shapes at many scales (xmodal.data.scenes)
+            return dead_leaves(c, h, w).expand(t, c, h, w).clone()
+        if kind == 4:  # a scene's texture: 1/f noise
+            return spectral_noise(c, h, w).expand(t, c, h, w).clone()
         colour = torch.randint(0, 256, (1, c, 1, 1)).float()
         if kind == 0:  # a flat colour
             return colour.expand(t, c, h, w).to(torch.uint8).clone()
