@@ -679,3 +679,23 @@ def test_a_name_that_is_not_utf8_is_read(backend: str, h264: Path, tmp_path: Pat
     with open_video(os.fsdecode(name), backend) as source:
         assert identities(source.get_frames([3, 40]), 48) == [3, 40]
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _decode_in_child(path: str, backend: str) -> np.ndarray:
+    with open_video(path, backend=backend) as source:
+        return source.get_frames([0, 20, 47])
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_child_forked_after_the_parent_decoded_still_decodes(h264: Path, backend: str) -> None:
+    """DataLoader and `label` workers are forked; state a converter or decoder left in the
+    parent (PyAV 18.1.1 keeps one swscale context with its own threads per thread) must not
+    make the child wait forever on threads that were not copied."""
+    import multiprocessing
+
+    _needs_decord(backend)
+    parent = _decode_in_child(str(h264), backend)  # the parent decodes first
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_decode_in_child, (str(h264), backend)).get(timeout=60)
+    assert identities(child, 48) == [0, 20, 47]
+    np.testing.assert_array_equal(child, parent)

@@ -8,6 +8,7 @@ frames counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,19 @@ _UNINDEXED_SEEK_MARGIN = 8
 _MAX_UNINDEXED_SEEK_MARGIN = 64
 # Frames before a wanted frame from which every frame is decoded again (H.264 reorders at most 16).
 _REORDER_MARGIN = 16
+# swscale runs on the calling thread only: decoding already runs in several processes, and a
+# thread pool made before a fork is gone in the child. PyAV 18.1.1 converts every frame of a
+# thread with one shared swscale context and its own threads, so a DataLoader or `label` worker
+# forked after the parent had decoded waited forever on them; each source keeps its own.
+# PyAV gained the option in 17; before, swscale was single-threaded anyway.
+@functools.cache
+def _swscale_options() -> dict[str, int]:
+    """Keyword arguments for ``VideoReformatter.reformat`` that keep swscale on one thread."""
+    import av
+
+    return {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+
+
 # Demuxers whose seek to the first timestamp lands exactly on the first frame (they index the
 # file), so the probe's container is reused instead of opening the file again.
 _REWINDABLE = frozenset({"mov", "matroska", "avi"})
@@ -83,6 +97,7 @@ class PyAVSource(VideoSource):
         self._container: Any = None
         self._indexed: bool | None = None
         self._seek_margin = _UNINDEXED_SEEK_MARGIN
+        self._reformatter: Any = None
         self._open(self._scanned_container())
         self.timeline = self._probe.timeline
         self._may_skip = self.timeline.identifies_by_pts
@@ -302,8 +317,14 @@ class PyAVSource(VideoSource):
             shown = self._output_size()
             self.info = replace(self.info, width=shown[0], height=shown[1])
             width, height = frame.width, frame.height
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
         # Always pass the size: streams may change resolution part-way, batches may not.
-        array = frame.to_ndarray(format="rgb24", width=width, height=height)
+        rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                         **_swscale_options())
+        array = rgb.to_ndarray()
         return to_display(array, self._probe.sar, self._orientation, self._short_side)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
