@@ -215,8 +215,12 @@ def first_frame_orientation(path: Path, stream_index: int) -> Orientation:
 
 
 def orientation_of(frame: Any) -> Orientation:
-    """The transform of a decoded frame's display matrix side data (identity without one)."""
-    for side in frame.side_data:
+    """The transform of a decoded frame's display matrix side data (identity without one).
+
+    PyAV up to 18.1.0 iterates a frame's side data as entries; from 18.1.1 it is a mapping from
+    type to entry, iterated by its keys: the entries are its values."""
+    side_data = frame.side_data
+    for side in side_data.values() if hasattr(side_data, "values") else side_data:
         if "DISPLAYMATRIX" in str(getattr(side, "type", "")).upper():
             data = bytes(side)
             if len(data) >= 36:
