@@ -94,3 +94,48 @@ def test_check_names_a_video_cut_short_of_what_its_header_declares(
     assert line.startswith(f"{tmp_path / 'cut.mp4'}: ok (") and "declares 250 frames" in line
     [record] = list(check_files([whole], workers=0))
     assert "note" not in record and record["frames"] == 250
+
+
+
+_CONVERT_THEN_POOL = """
+import os
+import sys
+
+from xmodal.engine.workers import DecodePool
+
+
+def first_frame_mean(item: str) -> float:
+    if item == "abort":
+        os.abort()
+    from xmodal.data.video import open_video
+
+    with open_video(item, backend="pyav") as source:
+        return float(source.get_frames([0]).mean())
+
+
+if __name__ == "__main__":
+    import av
+
+    with av.open(sys.argv[1]) as container:  # the caller converts frames as PyAV does by default
+        [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    pool = DecodePool(first_frame_mean, workers=1, timeout_s=30)
+    print([error or round(mean) for _, mean, error in pool.imap([sys.argv[1], "abort", sys.argv[1]])])
+"""
+
+
+def test_a_replaced_worker_does_not_inherit_the_callers_threads(tmp_path: Path) -> None:
+    """A worker must start clean: PyAV 18.1.1 keeps a swscale context with its own threads per
+    thread; a worker forked from pebble's manager thread (to replace one that crashed) froze
+    freeing the main thread's copy, and the pool waited forever (CI hung)."""
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "a.mp4", 10, fps=5)
+    script = tmp_path / "convert_then_pool.py"
+    script.write_text(_CONVERT_THEN_POOL)
+    run = subprocess.run([sys.executable, str(script), str(video)], timeout=60,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    mean = run.stdout.strip().strip("[]").split(", ")
+    assert mean[0] == mean[2] and mean[0].isdigit()
+    assert "crashed (SIGABRT)" in mean[1]

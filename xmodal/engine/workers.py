@@ -4,32 +4,53 @@ decord can abort the whole process (C++ ``terminate``) or hang on some corrupt
 files. Each file is decoded in a pebble worker with a per-file timeout: a
 worker that dies or stalls costs that one file, pebble replaces it, and the
 run goes on. Results come back in input order with a bounded number in flight.
+Workers start from a forkserver (``_worker_context``), never as forks of the caller.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 120.0
 
 
+def _worker_context(fn: Callable[[Any], Any]) -> Any:
+    """Where workers start: a forkserver, a clean process started once, never a fork of this one.
+
+    A fork copies the state of every thread of the caller without the threads: PyAV 18.1.1's
+    per-thread swscale context (its own threads) froze the child that freed it, and pebble
+    forks a crashed worker's replacement from its manager thread. The server preloads the
+    decoders and ``fn``'s module, so a worker starts in milliseconds.
+    """
+    import multiprocessing
+
+    if os.name != "posix":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    # "__main__" keeps the default: a function of the caller's script can be unpickled. torch
+    # only where the caller has it (PyTorch views; the ONNX Runtime path never imports it).
+    preload = ["__main__", "xmodal.data.video", __name__, module]
+    context.set_forkserver_preload(preload + (["torch"] if "torch" in sys.modules else []))
+    return context
+
+
 def _init_worker() -> None:
-    # A forked child must not enter the parent's OpenMP pool (it would deadlock,
-    # as DataLoader workers also avoid); parallelism comes from the workers.
+    # Parallelism comes from the workers: one OpenMP and one decoder thread each.
     import faulthandler
-    import sys
 
     from xmodal.data.video import set_decoder_threads
 
-    # Only if the parent uses torch: the ONNX Runtime path never imports it (start-up).
+    # Only if the worker has torch: the ONNX Runtime path never imports it (start-up).
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     set_decoder_threads(1)
-    # A decoder crash is reported by the parent as one line; a C-level stack dump
-    # inherited from the parent's faulthandler (pytest enables one) is noise.
+    # A decoder crash is reported by the parent as one line; a C-level stack dump from a
+    # faulthandler the preloaded modules enabled (pytest's, when testing) is noise.
     faulthandler.disable()
 
 
@@ -49,7 +70,8 @@ def _describe_crash(exc: BaseException) -> str:
 class DecodePool:
     """Maps ``fn`` over items, yielding ``(index, result, error)`` in order.
 
-    ``fn`` must be picklable. ``error`` is a one-line reason or None.
+    ``fn`` must be picklable by reference from a fresh process (a module-level function or
+    an instance of a module-level class). ``error`` is a one-line reason or None.
     ``workers=0`` decodes in this process (no isolation; for a few files, where
     starting processes costs more than it saves).
     """
@@ -83,12 +105,11 @@ class DecodePool:
             yield index, result, error
 
     def _isolated(self, items: Iterable[Any]) -> Iterator[tuple[int, Any, str | None]]:
-        import multiprocessing
         from concurrent.futures import TimeoutError as FutureTimeout
 
         from pebble import ProcessExpired, ProcessPool
 
-        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        context = _worker_context(self.fn)
         pending: collections.deque = collections.deque()
         iterator = enumerate(items)
         with ProcessPool(max_workers=self.workers, initializer=_init_worker,
