@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 
 import numpy as np
@@ -70,3 +71,52 @@ def test_to_display_stretches_non_square_pixels_once() -> None:
     frame = np.zeros((48, 72, 3), dtype=np.uint8)
     assert to_display(frame, Fraction(32, 27), Orientation(), None).shape == (48, 85, 3)
     assert to_display(frame, Fraction(32, 27), Orientation(transpose=True), None).shape == (85, 48, 3)
+
+
+class _Entry:
+    """A side data entry as PyAV gives it: a ``type`` and the bytes of its payload."""
+
+    def __init__(self, kind: str, payload: bytes) -> None:
+        self.type, self._payload = kind, payload
+
+    def __bytes__(self) -> bytes:
+        return self._payload
+
+
+class _EntriesSideData(Mapping):
+    """PyAV <= 18.1.0: a Mapping by type whose iteration yields the entries themselves."""
+
+    def __init__(self, entries: dict[str, _Entry]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, kind: str) -> _Entry:
+        return self._entries[kind]
+
+    def __iter__(self) -> Iterator[_Entry]:  # type: ignore[override]
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _Frame:
+    def __init__(self, side_data: object) -> None:
+        self.side_data = side_data
+
+
+@pytest.mark.parametrize("style", ["entries", "types"])
+def test_orientation_is_read_from_either_pyav_side_data_style(style: str) -> None:
+    """PyAV 18.1.1 made a frame's side data iterate its types, not its entries; reading only
+    one style silently dropped the display matrix (phone videos sideways)."""
+    import struct
+
+    from xmodal.data.video.probe import orientation_of
+
+    rotate_90 = struct.pack("<9i", 0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30)
+    entries = {"Type.SEI_UNREGISTERED": _Entry("Type.SEI_UNREGISTERED", b"x" * 40),
+               "Type.DISPLAYMATRIX": _Entry("Type.DISPLAYMATRIX", rotate_90)}
+    side_data = _EntriesSideData(entries) if style == "entries" else dict(entries)
+    assert orientation_of(_Frame(side_data)) == Orientation.from_display_matrix(
+        struct.unpack("<9i", rotate_90))
+    assert orientation_of(_Frame(side_data)) != Orientation.from_display_matrix(
+        (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30))

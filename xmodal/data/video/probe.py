@@ -217,10 +217,11 @@ def first_frame_orientation(path: Path, stream_index: int) -> Orientation:
 def orientation_of(frame: Any) -> Orientation:
     """The transform of a decoded frame's display matrix side data (identity without one).
 
-    PyAV up to 18.1.0 iterates a frame's side data as entries; from 18.1.1 it is a mapping from
-    type to entry, iterated by its keys: the entries are its values."""
+    PyAV up to 18.1.0 iterates a frame's side data as its entries; from 18.1.1 it iterates the
+    entries' types (a mapping from type to entry)."""
     side_data = frame.side_data
-    for side in side_data.values() if hasattr(side_data, "values") else side_data:
+    for item in side_data:
+        side = item if hasattr(item, "type") else side_data[item]
         if "DISPLAYMATRIX" in str(getattr(side, "type", "")).upper():
             data = bytes(side)
             if len(data) >= 36:
