@@ -98,28 +98,18 @@ def test_check_names_a_video_cut_short_of_what_its_header_declares(
 
 
 _CONVERT_THEN_POOL = """
-import os
 import sys
 
+import av
+
+from tests.engine.test_check import _crash
 from xmodal.engine.workers import DecodePool
 
-
-def first_frame_mean(item: str) -> float:
-    if item == "abort":
-        os.abort()
-    from xmodal.data.video import open_video
-
-    with open_video(item, backend="pyav") as source:
-        return float(source.get_frames([0]).mean())
-
-
 if __name__ == "__main__":
-    import av
-
     with av.open(sys.argv[1]) as container:  # the caller converts frames as PyAV does by default
         [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    pool = DecodePool(first_frame_mean, workers=1, timeout_s=30)
-    print([error or round(mean) for _, mean, error in pool.imap([sys.argv[1], "abort", sys.argv[1]])])
+    pool = DecodePool(_crash, workers=1, timeout_s=30)
+    print([error or result for _, result, error in pool.imap(["a", "abort", "b"])])
 """
 
 
@@ -133,9 +123,27 @@ def test_a_replaced_worker_does_not_inherit_the_callers_threads(tmp_path: Path) 
     video = write_video(tmp_path / "a.mp4", 10, fps=5)
     script = tmp_path / "convert_then_pool.py"
     script.write_text(_CONVERT_THEN_POOL)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     run = subprocess.run([sys.executable, str(script), str(video)], timeout=60,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    mean = run.stdout.strip().strip("[]").split(", ")
-    assert mean[0] == mean[2] and mean[0].isdigit()
-    assert "crashed (SIGABRT)" in mean[1]
+    first, crashed, last = run.stdout.strip().strip("[]").split(", ")
+    assert (first, last) == ("'A'", "'B'")
+    assert "crashed (SIGABRT)" in crashed
+
+
+def test_a_script_without_a_main_guard_gets_one_clear_error(tmp_path: Path) -> None:
+    """Workers import the caller's script (as Python's spawn and forkserver do); unguarded, no
+    worker starts: one error naming the fix, not a failure per file."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(_CONVERT_THEN_POOL.replace('if __name__ == "__main__":\n', "if True:\n"))
+    video = write_video(tmp_path / "a.mp4", 4, fps=5)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    run = subprocess.run([sys.executable, str(script), str(video)], timeout=60,
+                         capture_output=True, text=True, env=env)
+    assert run.returncode != 0 and run.stdout == ""
+    assert "XmodalError: decode workers could not start" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr.splitlines()[-1]

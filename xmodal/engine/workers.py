@@ -13,7 +13,10 @@ import collections
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from xmodal.errors import XmodalError
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -32,9 +35,10 @@ def _worker_context(fn: Callable[[Any], Any]) -> Any:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     module = getattr(fn, "__module__", None) or type(fn).__module__
-    # "__main__" keeps the default: a function of the caller's script can be unpickled. torch
-    # only where the caller has it (PyTorch views; the ONNX Runtime path never imports it).
-    preload = ["__main__", "xmodal.data.video", __name__, module]
+    # Not "__main__" (the default): a caller's script without an `if __name__ == "__main__"`
+    # guard would run again in the server. torch only where the caller has it (PyTorch views;
+    # the ONNX Runtime path never imports it).
+    preload = ["xmodal.data.video", __name__] + ([module] if module != "__main__" else [])
     context.set_forkserver_preload(preload + (["torch"] if "torch" in sys.modules else []))
     return context
 
@@ -45,12 +49,14 @@ def _init_worker() -> None:
 
     from xmodal.data.video import set_decoder_threads
 
-    # Only if the worker has torch: the ONNX Runtime path never imports it (start-up).
+    # The ONNX Runtime path never imports torch (start-up); where it comes later (the server
+    # preloaded without it), it reads its thread count from here.
+    os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     set_decoder_threads(1)
-    # A decoder crash is reported by the parent as one line; a C-level stack dump from a
-    # faulthandler the preloaded modules enabled (pytest's, when testing) is noise.
+    # A decoder crash is reported by the parent as one line; a C-level stack dump (from
+    # PYTHONFAULTHANDLER, say) is noise.
     faulthandler.disable()
 
 
@@ -70,8 +76,10 @@ def _describe_crash(exc: BaseException) -> str:
 class DecodePool:
     """Maps ``fn`` over items, yielding ``(index, result, error)`` in order.
 
-    ``fn`` must be picklable by reference from a fresh process (a module-level function or
-    an instance of a module-level class). ``error`` is a one-line reason or None.
+    ``fn`` must be picklable by reference from a fresh process: a module-level function, or
+    an instance of a module-level class, of an importable module (not the script being run).
+    Workers see the environment and standard streams of the first pool's time (the server's).
+    ``error`` is a one-line reason or None.
     ``workers=0`` decodes in this process (no isolation; for a few files, where
     starting processes costs more than it saves).
     """
@@ -136,6 +144,11 @@ class DecodePool:
             return index, None, f"decoding took longer than {self.timeout_s:g}s (stopped)"
         except expired_type as exc:
             return index, None, _describe_crash(exc)
+        except BrokenProcessPool as exc:  # no worker could start: every file would fail
+            raise XmodalError(
+                f"decode workers could not start ({exc}): a script that runs xmodal with workers "
+                "must keep that code under `if __name__ == \"__main__\":` (each worker process "
+                "imports the script), or use workers=0") from exc
         except Exception as exc:  # e.g. a result that cannot be pickled back
             return index, None, f"worker failed ({type(exc).__name__}: {exc})"
         return index, result, error

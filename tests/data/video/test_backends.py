@@ -688,9 +688,9 @@ def _decode_in_child(path: str, backend: str) -> np.ndarray:
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_a_child_forked_after_the_parent_decoded_still_decodes(h264: Path, backend: str) -> None:
-    """DataLoader and `label` workers are forked; state a converter or decoder left in the
-    parent (PyAV 18.1.1 keeps one swscale context with its own threads per thread) must not
-    make the child wait forever on threads that were not copied."""
+    """DataLoader workers are forked; state a converter or decoder left in the parent (PyAV
+    18.1.1 keeps one swscale context with its own threads per thread) must not make the child
+    wait forever on threads that were not copied."""
     import multiprocessing
 
     _needs_decord(backend)
