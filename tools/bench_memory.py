@@ -6,7 +6,8 @@
 Writes ``--files`` tiny media files (90% PNG stills, 10% 8-frame H.264 clips),
 labels them with the default encoder through the normal engine (decode
 workers, batching, resumable JSONL writer), and samples the main process's
-RSS (and the workers' total) every 5% of the run. A flat curve means no
+RSS (and that of every process below it: the forkserver and its decode
+workers) every 5% of the run. A flat curve means no
 per-file growth; the table prints the growth per 1,000 files after warm-up.
 """
 
@@ -35,16 +36,25 @@ def rss_mib(pid: int) -> float:
 
 
 def children_rss_mib() -> float:
-    me = str(os.getpid())
-    total = 0.0
+    """RSS of every process below this one: decode workers are the forkserver's children."""
+    parents: dict[int, int] = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-                    if fh.read().split(") ")[1].split()[1] == me:
-                        total += rss_mib(int(pid))
-            except (OSError, IndexError):
+                    parents[int(pid)] = int(fh.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
+    below, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - below
+        below |= frontier
+    total = 0.0
+    for pid in below:
+        try:
+            total += rss_mib(pid)
+        except (OSError, IndexError, ValueError):
+            continue
     return total
 
 
