@@ -35,8 +35,21 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def children_rss_mib() -> float:
-    """RSS of every process below this one: decode workers are the forkserver's children."""
+def pss_mib(pid: int) -> float:
+    """Proportional set size: pages shared by n processes count 1/n in each (Linux 4.14+)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children_mib() -> tuple[float, float]:
+    """(RSS, PSS) summed over every process below this one: decode workers are the forkserver's
+    children. RSS counts pages the processes share once per process; PSS divides them."""
     parents: dict[int, int] = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -49,13 +62,7 @@ def children_rss_mib() -> float:
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - below
         below |= frontier
-    total = 0.0
-    for pid in below:
-        try:
-            total += rss_mib(pid)
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return sum(rss_mib(pid) for pid in below), sum(pss_mib(pid) for pid in below)
 
 
 def make_files(root: Path, count: int) -> None:
@@ -82,14 +89,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    samples: list[tuple[int, float, float]] = []
+    samples: list[tuple[int, float, float, float]] = []
 
     class Sampler(Reporter):
         def track(self, items: Iterable, *, total: int | None = None, desc: str = "") -> Iterator:
             step = max(1, (total or 1) // 20)
             for i, item in enumerate(items, 1):
                 if i % step == 0 or i == total:
-                    samples.append((i, rss_mib(os.getpid()), children_rss_mib()))
+                    samples.append((i, rss_mib(os.getpid()), *children_mib()))
                 yield item
 
     with tempfile.TemporaryDirectory(prefix="xmodal-mem-") as tmp:
@@ -103,12 +110,12 @@ def main() -> None:
         seconds = time.perf_counter() - start
     print(f"labelled {summary.done} files ({summary.failed} failed) in {seconds:.0f}s, "
           f"{args.workers} workers")
-    print("| files done | main RSS MiB | workers RSS MiB |\n|---|---|---|")
-    for i, main_rss, workers in samples:
-        print(f"| {i} | {main_rss:.0f} | {workers:.0f} |")
+    print("| files done | main RSS MiB | workers RSS MiB | workers PSS MiB |\n|---|---|---|---|")
+    for i, main_rss, workers_rss, workers_pss in samples:
+        print(f"| {i} | {main_rss:.0f} | {workers_rss:.0f} | {workers_pss:.0f} |")
     # The allocator's pools fill in steps early on; a leak keeps growing to the end.
     half, last = samples[len(samples) // 2 - 1], samples[-1]
-    for name, col in (("main process", 1), ("workers", 2)):
+    for name, col in (("main process", 1), ("workers (RSS)", 2), ("workers (PSS)", 3)):
         grow = last[col] - half[col]
         print(f"{name}: {grow:+.1f} MiB over the second half ({last[0] - half[0]} files, "
               f"{grow / max(1, last[0] - half[0]) * 1000:+.2f} MiB per 1,000 files); "
