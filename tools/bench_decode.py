@@ -20,8 +20,9 @@ Strategies:
   decord 1t       the same with num_threads=1
   pyav seq        PyAV with its defaults, decode in order, stop after the last wanted frame
   pyav seek       PyAV, for each wanted frame seek to the keyframe before it and decode forward
-  xmodal @base    with --baseline REV: ``open_video(path, "auto")`` of xmodal/data/video.py as it
-                  was at commit REV (before it became a package), for a before/after in one run
+  xmodal @base    with --baseline REV: ``open_video(path, "auto")`` of xmodal as it was at commit
+                  REV (its single-file video module, or its whole package), for a before/after
+                  in one run
 
 A last table weighs ways of bringing frames to the model's size: per clip, resizing after
 stacking full-size frames vs resizing each frame as it is decoded (``short_side``, what
@@ -42,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,18 +134,42 @@ _BASELINE_ENV = "XMODAL_BENCH_BASELINE"
 
 
 def _baseline_loader(module_file: str) -> Callable[[str], np.ndarray]:
-    """xmodal's old single-file video module (``git show REV:xmodal/data/video.py``) as a strategy."""
-    spec = importlib.util.spec_from_file_location("xmodal_video_baseline", module_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
+    """xmodal's loader at another commit as a strategy: its old single-file video module
+    (``git show REV:xmodal/data/video.py``), or, for a folder, that commit's whole ``xmodal``
+    package, imported beside this one (``_import_package_copy``)."""
+    if Path(module_file).is_dir():
+        module = _import_package_copy(Path(module_file), "xmodal.data.video")
+    else:
+        spec = importlib.util.spec_from_file_location("xmodal_video_baseline", module_file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
 
     def load(path: str) -> np.ndarray:
         with module.open_video(path, "auto") as source:
             return source.get_frames(_indices(source.info.num_frames))
 
     return load
+
+
+def _import_package_copy(root: Path, name: str) -> Any:
+    """Import ``name`` from the ``xmodal`` package under ``root``, then put this checkout's
+    ``xmodal`` modules back: the copy's functions keep their own module globals (imports done
+    inside a function at run time would find this checkout's modules)."""
+    import importlib
+
+    mine = {key: mod for key, mod in sys.modules.items() if key.split(".")[0] == "xmodal"}
+    for key in mine:
+        del sys.modules[key]
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(root))
+        for key in [key for key in sys.modules if key.split(".")[0] == "xmodal"]:
+            del sys.modules[key]
+        sys.modules.update(mine)
 
 
 if os.environ.get(_BASELINE_ENV):
@@ -154,13 +180,20 @@ RAW = tuple(name for name in STRATEGIES if name not in XMODAL)
 
 def use_baseline(rev: str) -> None:
     """Register the loader of commit ``rev`` here and, through the environment, in the pool."""
-    source = subprocess.run(["git", "show", f"{rev}:xmodal/data/video.py"], check=True,
-                            capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1]).stdout
-    module_file = Path(tempfile.mkdtemp()) / "video_baseline.py"
-    module_file.write_text(source)
-    os.environ[_BASELINE_ENV] = str(module_file)
-    STRATEGIES[BASELINE] = _baseline_loader(str(module_file))
+    repo = Path(__file__).resolve().parents[1]
+    folder = Path(tempfile.mkdtemp())
+    single = subprocess.run(["git", "show", f"{rev}:xmodal/data/video.py"], capture_output=True,
+                            text=True, cwd=repo)
+    if single.returncode == 0:  # before xmodal/data/video/ became a package
+        target = folder / "video_baseline.py"
+        target.write_text(single.stdout)
+    else:
+        archive = subprocess.run(["git", "archive", rev, "xmodal"], check=True,
+                                 capture_output=True, cwd=repo).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+        target = folder
+    os.environ[_BASELINE_ENV] = str(target)
+    STRATEGIES[BASELINE] = _baseline_loader(str(target))
 
 
 def _task(job: tuple[str, str]) -> float:
