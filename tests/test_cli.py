@@ -102,11 +102,13 @@ def test_train_bad_option_value(capsys: pytest.CaptureFixture[str], tmp_path: Pa
                                   ("label", ".", "--model", "m", "--out", "o.jsonl", "--timeout", "nan"),
                                   ("check", ".", "--timeout", "inf"),
                                   ("label", ".", "--model", "m", "--out", "o.jsonl", "--top-k", "0"),
-                                  ("predict", "m", "x.jpg", "--top-k", "-1")])
+                                  ("predict", "m", "x.jpg", "--top-k", "-1"),
+                                  ("predict", "m", "x.jpg", "--still-scale", "0"),
+                                  ("eval", "m", "--data", ".", "--still-scale", "1.5")])
 def test_a_non_positive_timeout_or_top_k_is_refused(capsys: pytest.CaptureFixture[str],
                                                     args: tuple[str, ...]) -> None:
     code, _, err = run_cli(capsys, *args)
-    assert code == 2 and ("--timeout" in err or "--top-k" in err) and "Traceback" not in err
+    assert code == 2 and args[-2] in err and "Traceback" not in err
 
 
 def test_train_bad_config_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -153,6 +155,23 @@ def test_predict_imagenet_encoder_mixed_good_and_bad(capsys: pytest.CaptureFixtu
     err_lines = err.strip().splitlines()
     assert len(err_lines) == 2 and "Traceback" not in err
     assert str(bad) in err_lines[0] and str(missing) in err_lines[1]
+
+
+def test_predict_still_scale_zooms_photos_out_and_leaves_clips(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    from skimage.data import chelsea
+
+    cat = write_image(tmp_path / "cat.jpg", chelsea())
+    clip = write_video(tmp_path / "cat.mp4", frames=[chelsea()[:, :448]] * 4, size=(448, 300))
+    runs = {}
+    for scale in ("1", "0.5"):
+        code, out, _ = run_cli(capsys, "predict", "efficientnet_lite0", str(cat), str(clip),
+                               "--format", "json", "--still-scale", scale, "--workers", "0")
+        assert code == 0
+        runs[scale] = [json.loads(line) for line in out.splitlines()]
+    assert runs["0.5"][0]["top"] != runs["1"][0]["top"]  # the photo, zoomed out, scores otherwise
+    assert runs["0.5"][1]["top"] == runs["1"][1]["top"]  # the clip's frames as they come
+    assert runs["0.5"][0]["top"][0]["label"] == "Egyptian cat"  # still a cat at half the size
 
 
 def test_console_script_error_has_no_traceback(tmp_path: Path) -> None:

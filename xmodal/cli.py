@@ -82,6 +82,10 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--verify-key", "verify_key", type=click.Path(),
                      help="Refuse a model whose signature (xmodal sign) does not verify with "
                           "this public key (PEM)."),
+        click.option("--still-scale", "still_scale", type=click.FloatRange(0.0, 1.0, min_open=True),
+                     help="Show photos to the model zoomed out to this fraction of the frame, "
+                          "centred on their border colour (1: as they come). [the model's: 0.8 "
+                          "for one trained on videos alone, else 1]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -126,6 +130,11 @@ _min_score_option = click.option(
                    "mixed with the training ones, which weigh as N frames (Schneider et al., "
                    "2020); across photos and video frames 32 gained 4-8 points on two of the "
                    "accuracy suite's three data sets, for 3-5x slower inference. [0: off]")
+@click.option("--still-scale", type=float,
+              help="At prediction, photos are zoomed out to this fraction of the frame, centred "
+                   "on their border colour, as the training clips show objects smaller (1: as "
+                   "they come; predict --still-scale overrides it). [0.8 with --modality video, "
+                   "else 1]")
 @click.option("--augment", type=click.Choice(AUGMENT_PRESETS), help="Augmentation preset. [cross]")
 @click.option("--mixup", type=float, help="MixUp Beta alpha, e.g. 0.8; 0 = off. [0]")
 @click.option("--cutmix", type=float, help="CutMix Beta alpha, e.g. 1.0; 0 = off. [0]")
@@ -253,7 +262,7 @@ def adapt(run: str, unlabeled: tuple[str, ...], out: str, rounds: int, threshold
 def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: int, fmt: str,
             min_score: float | None, video_backend: str, batch_size: int | None,
             workers: int | None, device: str, compile_model: bool, engine: str,
-            verify_key: str | None) -> None:
+            verify_key: str | None, still_scale: float | None) -> None:
     """Classify images and videos (files or folders) with MODEL.
 
     MODEL is a run directory, a checkpoint, an ONNX export directory (xmodal export) or an
@@ -275,7 +284,7 @@ def predict(model: str, paths: tuple[str, ...], fused: tuple[str, ...], top_k: i
     loaded = _load_models(models, engine, device, compile_model, verify_key)
     predictor = Predictor(loaded, device=device, video_backend=video_backend,
                           batch_size=batch_size, workers=workers, top_k=top_k,
-                          compile=compile_model, min_score=min_score)
+                          compile=compile_model, min_score=min_score, still_scale=still_scale)
     failed = 0
     multi_label = predictor.thresholds is not None
     if fmt == "csv":
@@ -350,7 +359,8 @@ def _echo_csv(row: list[Any]) -> None:
 def evaluate(model: str | None, fused: tuple[str, ...], data: str | None, csv_path: str | None,
              modality: str, clips: int, crops: str, out: str | None, min_score: float | None,
              video_backend: str, batch_size: int | None, workers: int | None, device: str,
-             compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
+             compile_model: bool, engine: str, verify_key: str | None, still_scale: float | None,
+             quiet: bool) -> None:
     """Accuracy, per-class metrics and a confusion matrix of MODEL on --data or --csv;
     mAP, per-class AP and example-based F1 for a multi-label model.
 
@@ -375,7 +385,8 @@ def evaluate(model: str | None, fused: tuple[str, ...], data: str | None, csv_pa
     loaded = _load_models(refs, engine, rank_device, compile_model, verify_key)
     predictor = Predictor(loaded, device=rank_device,
                           video_backend=video_backend, batch_size=batch_size, workers=workers,
-                          clips=clips, crops=int(crops), compile=compile_model, min_score=min_score)
+                          clips=clips, crops=int(crops), compile=compile_model, min_score=min_score,
+                          still_scale=still_scale)
     report = evaluate_folder(predictor, data, modality=modality, csv=csv_path,
                              reporter=TqdmReporter(quiet=quiet or not dist.is_main))
     if not dist.is_main:
@@ -469,7 +480,8 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
           window: float | None, stride: float | None, segments: str | None, shot_detector: str,
           overwrite: bool, top_k: int, min_score: float | None, video_backend: str,
           batch_size: int | None, workers: int | None, timeout: float | None, device: str,
-          compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
+          compile_model: bool, engine: str, verify_key: str | None, still_scale: float | None,
+          quiet: bool) -> None:
     """Label every video and image under FOLDERS into a JSONL or CSV file (resumable).
 
     \b
@@ -494,7 +506,8 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
                           video_backend=video_backend, batch_size=batch_size,
                           workers=2 if workers is None else workers, top_k=top_k, window_s=window,
                           stride_s=stride, timeout_s=timeout, compile=compile_model,
-                          min_score=min_score, segments=segments, shot_detector=shot_detector)
+                          min_score=min_score, segments=segments, shot_detector=shot_detector,
+                          still_scale=still_scale)
     summary, ignored = _run_sharded(label_sharded, predictor, scan, out, overwrite, quiet, dist)
     if summary is None:
         return
@@ -522,7 +535,8 @@ def label(folders: tuple[str, ...], models: tuple[str, ...], out: str, globs: tu
 def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
           window: float | None, stride: float | None, overwrite: bool, video_backend: str,
           batch_size: int | None, workers: int | None, timeout: float, device: str,
-          compile_model: bool, engine: str, verify_key: str | None, quiet: bool) -> None:
+          compile_model: bool, engine: str, verify_key: str | None, still_scale: float | None,
+          quiet: bool) -> None:
     """Write the pooled clip embedding of every file under PATHS (resumable).
 
     MODEL is a run directory, a checkpoint or an encoder name (PyTorch; `--engine onnx` runs a
@@ -552,7 +566,8 @@ def embed(model: str, paths: tuple[str, ...], out: str, globs: tuple[str, ...],
     embedder = Embedder(loaded, device=distributed.device_for(dist, device),
                         video_backend=video_backend, batch_size=batch_size,
                         workers=2 if workers is None else workers, window_s=window,
-                        stride_s=stride, timeout_s=timeout, compile=compile_model)
+                        stride_s=stride, timeout_s=timeout, compile=compile_model,
+                        still_scale=still_scale)
     summary, ignored = _run_sharded(embed_sharded, embedder, scan, out, overwrite, quiet, dist)
     if summary is None:
         return
@@ -852,6 +867,8 @@ def info(model: str, as_json: bool) -> None:
     echo(f"classes:    {len(meta['classes'])}: {', '.join(meta['classes'])}")
     echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
     echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
+    if pre.get("still_scale", 1.0) < 1:
+        echo(f"stills:     zoomed out to {pre['still_scale']:g} of the frame (trained on videos alone)")
     if "epoch" in meta:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
     if meta.get("test_bn_prior"):

@@ -49,6 +49,15 @@ VIDEO_FROZEN_STRIDE = 8
 # but its unfused BatchNorm layers made ONNX Runtime inference 3-5x slower (INT8: 9-14x) on 2
 # cores (tools/bench_test_time_norm.py; docs/accuracy.md, "2026-12-07").
 TEST_BN_PRIOR = 0.0
+# still_scale None (the default): a --modality video run sees a still (a photo, a 1-frame clip)
+# zoomed out to VIDEO_STILL_SCALE of the frame's sides, centred on its border colour
+# (xmodal.data.resize.zoom_out), as its training clips showed their objects: smaller than a
+# photo does. On the accuracy suite's clips-trained models (10 per class, 3 seeds, 840 / 1,000 /
+# 100 test stills) clips -> stills went 0.513 -> 0.681 (digits), 0.647 -> 0.696 (Fashion-MNIST),
+# 0.997 -> 0.987 (LFW); 0.65 gave 0.663 / 0.703 / 0.983. Stills-trained models lose at any
+# zoom-out (0.913 -> 0.900, 0.736 -> 0.719, 0.967 -> 0.957 at 0.8), so image and mixed runs
+# keep 1 (tools/bench_accuracy.py; docs/accuracy.md, "2026-12-08 (14)").
+VIDEO_STILL_SCALE = 0.8
 FROZEN_STRIDES = (0, 2, 4, 8, 16, 32)
 
 
@@ -75,6 +84,7 @@ class TrainConfig:
     pooling: str = "mean"
     dropout: float = 0.2
     test_bn_prior: float = TEST_BN_PRIOR  # prediction-time BatchNorm: N of the training statistics; 0 = off
+    still_scale: float | None = None  # stills zoomed out to this fraction at prediction; None: by modality
     input_size: int | None = None
     train_size: int | None = None  # training crop size (FixRes: below the test size); None = input
     # optimisation
@@ -128,6 +138,15 @@ class TrainConfig:
         pretrained = self.weights != "none"
         return VIDEO_FROZEN_STRIDE if self.modality == "video" and pretrained else 0
 
+    @property
+    def still_scale_for_prediction(self) -> float:
+        """The fraction of the frame's sides a still fills when the run predicts it (1: as is):
+        ``still_scale``, or VIDEO_STILL_SCALE for ``modality`` video (a clips-only model) and 1
+        for image and mixed runs, which trained on stills as they come."""
+        if self.still_scale is not None:
+            return self.still_scale
+        return VIDEO_STILL_SCALE if self.modality == "video" else 1.0
+
     def val_fraction(self, class_sizes: list[int]) -> float:
         """The fraction of each class held out for validation: ``val_split`` when set, else
         VAL_SPLIT when every class has at least AUTO_VAL_MIN_PER_CLASS files (always with
@@ -178,6 +197,9 @@ class TrainConfig:
         if not (self.test_bn_prior >= 0 and math.isfinite(self.test_bn_prior)):
             raise ConfigError(f"test_bn_prior must be a finite number >= 0 (0 = off), "
                               f"got {self.test_bn_prior}")
+        if self.still_scale is not None and not 0.0 < self.still_scale <= 1.0:
+            raise ConfigError(f"still_scale must be in (0, 1] (1: stills as they come), "
+                              f"got {self.still_scale}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.workers < 0:

@@ -62,3 +62,38 @@ def test_shorter_side_shape_is_shared_with_transforms() -> None:
     assert transforms.shorter_side_shape is np_resize.shorter_side_shape
     assert np_resize.shorter_side_shape(360, 640, 256) == (256, 455)
     assert np_resize.shorter_side_shape(640, 360, 256) == (455, 256)
+
+
+@pytest.mark.parametrize(("height", "width", "scale"), [(28, 28, 0.8), (8, 8, 0.8), (90, 160, 0.5),
+                                                         (101, 57, 0.65)])
+def test_zoom_out_centres_the_frame_on_its_border_colour(height: int, width: int, scale: float) -> None:
+    frame = np.full((height, width, 3), 250, np.uint8)  # a scan's white paper ...
+    frame[1:-1, 1:-1] = _frame("random", height - 2, width - 2)[..., :3]  # ... around the ink
+    out = np_resize.zoom_out(frame, scale)
+    new_h, new_w = round(height / scale), round(width / scale)
+    assert out.shape == (new_h, new_w, 3) and out.dtype == np.uint8
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    assert np.array_equal(out[top:top + height, left:left + width], frame)
+    canvas = out.copy()
+    canvas[top:top + height, left:left + width] = 250
+    assert (canvas == 250).all()  # the backdrop extended, nothing else
+    assert abs(height / new_h - scale) < 1.5 / new_h  # the picture at `scale` of the new side
+
+
+def test_zoom_out_fills_with_the_borders_main_colour() -> None:
+    frame = np.zeros((20, 20, 3), np.uint8)  # black backdrop (MNIST-like) ...
+    frame[0, :3] = (255, 0, 0)  # ... with a few odd border pixels
+    out = np_resize.zoom_out(frame, 0.5)
+    assert out.shape == (40, 40, 3)
+    assert (out[:5] == 0).all() and (out[:, :5] == 0).all()
+
+
+def test_zoom_out_at_scale_one_returns_the_frame() -> None:
+    frame = _frame("random", 16, 12)
+    assert np_resize.zoom_out(frame, 1.0) is frame
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5, float("nan")])
+def test_zoom_out_rejects_scales_outside_zero_to_one(scale: float) -> None:
+    with pytest.raises(ValueError, match="scale"):
+        np_resize.zoom_out(_frame("random", 8, 8), scale)

@@ -92,3 +92,52 @@ def test_numpy_views_of_an_image_and_an_array(tmp_path: Path) -> None:
         expected, _ = ClipReader(frames=2, input_size=64, resize_size=72)(item)
         assert got.shape == (1, frames, 64, 64, 3)
         assert np.abs(got.astype(int) - expected.permute(0, 1, 3, 4, 2).numpy()).max() <= 1
+
+
+def _square_photo(path: Path) -> tuple[Path, np.ndarray]:
+    """A white square on black, 80 x 60: an object on a studio backdrop."""
+    from PIL import Image
+
+    pixels = np.zeros((60, 80, 3), np.uint8)
+    pixels[15:45, 25:55] = 255
+    Image.fromarray(pixels).save(path)
+    return path, pixels
+
+
+@pytest.mark.parametrize("arrays", ["torch", "numpy"])
+def test_still_scale_zooms_out_photos_and_single_frames_only(tmp_path: Path, clip_path: Path,
+                                                             arrays: str) -> None:
+    from xmodal.data.resize import zoom_out
+
+    photo, pixels = _square_photo(tmp_path / "square.png")
+    plain = ClipReader(frames=2, input_size=64, resize_size=72, arrays=arrays)
+    zoomed = ClipReader(frames=2, input_size=64, resize_size=72, arrays=arrays, still_scale=0.5)
+    expected, _ = plain(zoom_out(pixels, 0.5))
+    for item in (photo, pixels, pixels[None]):  # a file, an (H, W, 3) and a (1, H, W, 3) array
+        got, _ = zoomed(item)
+        assert np.array_equal(np.asarray(got), np.asarray(expected))
+    # the object now spans about half as many pixels of the view
+    lit = (np.asarray(got, dtype=float).reshape(-1) > 127).mean()
+    lit_plain = (np.asarray(plain(photo)[0], dtype=float).reshape(-1) > 127).mean()
+    assert 0.2 < lit / lit_plain < 0.3  # a quarter of the area, give or take the resize's edges
+    for item in (clip_path, np.stack([pixels, pixels])):  # videos and clips as they come
+        assert np.array_equal(np.asarray(zoomed(item)[0]), np.asarray(plain(item)[0]))
+
+
+def test_reader_from_meta_reads_the_still_scale() -> None:
+    meta = {"frames": 4, "preprocessing": {"input_size": 64, "resize_size": 72, "still_scale": 0.8}}
+    reader = ClipReader.from_meta(meta, "pyav", clips=2)
+    assert (reader.frames, reader.input_size, reader.resize_size, reader.backend,
+            reader.clips, reader.still_scale) == (4, 64, 72, "pyav", 2, 0.8)
+    assert ClipReader.from_meta(meta, still_scale=1.0).still_scale == 1.0  # the caller's wins
+    del meta["preprocessing"]["still_scale"], meta["frames"]  # a model saved before it existed
+    old = ClipReader.from_meta(meta)
+    assert (old.still_scale, old.frames) == (1.0, 8)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.2, -1.0])
+def test_reader_refuses_a_still_scale_outside_zero_to_one(scale: float) -> None:
+    from xmodal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="still_scale"):
+        ClipReader(frames=2, input_size=64, resize_size=72, still_scale=scale)

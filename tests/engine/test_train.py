@@ -8,11 +8,11 @@ import torch
 import yaml
 
 from xmodal.checkpoint import load_checkpoint, read_metadata, update_metadata
-from xmodal.config import load_config
+from xmodal.config import VIDEO_STILL_SCALE, load_config
 from xmodal.engine.predict import load, load_model
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.train import chance_warning, fit, resume_config
-from xmodal.errors import DatasetError
+from xmodal.errors import ConfigError, DatasetError
 
 
 def _cfg(data: Path, out: Path, **kw):
@@ -334,10 +334,35 @@ def test_frozen_stride_defaults_by_modality_and_is_written_down(
         assert torch.equal(weights[key], start[key])  # stride 2 and 4: frozen, statistics too
     assert not torch.equal(weights["encoder.backbone.conv_head.weight"],
                            start["encoder.backbone.conv_head.weight"])  # stride 32 trained
+    # A clips-only model is shown photos zoomed out (VIDEO_STILL_SCALE), and says so.
+    _, meta = load_checkpoint(out)
+    assert meta["preprocessing"]["still_scale"] == VIDEO_STILL_SCALE
+    assert load(str(out), workers=0).reader.still_scale == VIDEO_STILL_SCALE
+    assert load(str(out), workers=0, still_scale=1.0).reader.still_scale == 1.0
     # A run written before frozen_stride existed trained every layer, and resumes so.
     del saved["frozen_stride"]
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     assert resume_config(out).frozen_stride_for_training == 0
+
+
+@pytest.mark.parametrize("modality, still_scale, expected", [
+    ("video", None, VIDEO_STILL_SCALE),  # clips show objects smaller than photos do
+    ("image", None, 1.0),
+    ("mixed", None, 1.0),
+    ("video", 1.0, 1.0),  # as asked
+    ("image", 0.6, 0.6),
+])
+def test_still_scale_defaults_by_modality(tiny_dataset: Path, tmp_path: Path, modality: str,
+                                          still_scale: float | None, expected: float) -> None:
+    cfg = _cfg(tiny_dataset, tmp_path / "run", modality=modality, still_scale=still_scale)
+    assert cfg.still_scale_for_prediction == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.2])
+def test_still_scale_outside_zero_to_one_is_refused(tiny_dataset: Path, tmp_path: Path,
+                                                     bad: float) -> None:
+    with pytest.raises(ConfigError, match="still_scale"):
+        _cfg(tiny_dataset, tmp_path / "run", still_scale=bad)
 
 
 def test_fewer_training_frames_and_a_smaller_training_size(tiny_dataset: Path, tmp_path: Path,

@@ -47,3 +47,29 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"cannot centre-crop {size}x{size} from {height}x{width}")
     top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
     return frames[..., top:top + size, left:left + size, :]
+
+
+def zoom_out(frame: np.ndarray, scale: float) -> np.ndarray:
+    """An (H, W, 3) uint8 frame centred on a canvas of (round(H / scale), round(W / scale))
+    filled with the median colour of its 1-px border: the picture at ``scale`` of the new
+    frame's sides, its backdrop extended. ``scale`` in (0, 1]; 1 returns the frame as is.
+
+    Shows a photo as a video frame shows its object: smaller, with surroundings. Like
+    torchvision's ``RandomZoomOut`` (SSD's "zoom out", Liu et al., 2016) with a fixed scale,
+    centred, and the border's colour as the fill, so a studio backdrop or a scan's paper stays
+    seamless; a photo whose border varies gets a plain frame of its main border colour.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+    if not 0 < scale <= 1:
+        raise ValueError(f"zoom-out scale must be in (0, 1], got {scale}")
+    height, width = frame.shape[:2]
+    new_h, new_w = max(height, round(height / scale)), max(width, round(width / scale))
+    if (new_h, new_w) == (height, width):
+        return frame
+    border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
+    canvas = np.empty((new_h, new_w, 3), np.uint8)
+    canvas[:] = np.median(border, axis=0).round().astype(np.uint8)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    canvas[top:top + height, left:left + width] = frame
+    return canvas

@@ -127,9 +127,7 @@ def calibration_frames(files: Sequence[Path], meta: dict[str, Any], count: int, 
 
     if count < 1:
         raise ConfigError(f"--calibration-frames must be >= 1, got {count}")
-    pre = meta["preprocessing"]
-    reader = ClipReader(int(meta.get("frames", 8)), int(pre["input_size"]), int(pre["resize_size"]),
-                        arrays="numpy")
+    reader = ClipReader.from_meta(meta, arrays="numpy")
     order = np.random.default_rng(seed).permutation(len(files))
     got: list[np.ndarray] = []
     total = 0

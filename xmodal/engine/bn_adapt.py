@@ -260,7 +260,7 @@ def _frames_of(loaded: LoadedModel, files: list[Any], budget: int, rng: np.rando
     if len(files) > budget:
         files = [files[i] for i in np.sort(rng.choice(len(files), budget, replace=False))]
     per_file = max(1, -(-budget // max(1, len(files))))  # ceil: the budget spread evenly
-    reader = ClipReader(loaded.frames, loaded.input_size, loaded.resize_size, "auto")
+    reader = ClipReader.from_meta(loaded.meta)
     if workers is None:  # as predict: starting processes costs more than it saves for a few files
         workers = 0 if len(files) <= 2 else min(4, os.cpu_count() or 1)
     pool = DecodePool(reader, workers=workers, describe_error=describe_failure)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from xmodal.errors import InputError, VideoDecodeError, missing_reason
+from xmodal.errors import ConfigError, InputError, VideoDecodeError, missing_reason
+
+DEFAULT_FRAMES = 8  # T of a model whose metadata does not say (encoder names: ImageNet classes)
 
 if TYPE_CHECKING:
     import torch
@@ -107,6 +109,10 @@ class ClipReader:
     ``arrays="torch"``: views stacked as an (N, T, 3, S, S) uint8 tensor, resized with torch
     (the PyTorch engine). ``"numpy"``: an (N, T, S, S, 3) uint8 array, resized with Pillow
     (``xmodal.data.resize``; the ONNX Runtime engine), and torch is never imported.
+    ``still_scale`` < 1: an image file or a single-frame array is zoomed out to that fraction
+    of the frame's sides first (``xmodal.data.resize.zoom_out``), as a model trained on clips
+    alone expects (``TrainConfig.still_scale_for_prediction``); ``from_meta`` reads it from a
+    model's preprocessing.
     """
 
     frames: int
@@ -120,6 +126,22 @@ class ClipReader:
     segments: str | None = None  # "shots": one view per shot (xmodal.data.shots) instead of windows
     shot_detector: str = "content"
     arrays: ArrayKind = "torch"
+    still_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.still_scale <= 1:
+            raise ConfigError(f"still_scale must be in (0, 1] (1: stills as they come), "
+                              f"got {self.still_scale}")
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], backend: str = "auto", **options: Any) -> ClipReader:
+        """The reader for a model's metadata (``model.json``): its frames and preprocessing
+        (input and resize size, still scale; a model saved before ``still_scale`` existed shows
+        stills as they come)."""
+        pre = meta["preprocessing"]
+        options.setdefault("still_scale", float(pre.get("still_scale", 1.0)))
+        return cls(int(meta.get("frames", DEFAULT_FRAMES)), int(pre["input_size"]),
+                   int(pre["resize_size"]), backend, **options)
 
     def __call__(self, item: Any) -> tuple[torch.Tensor | np.ndarray, dict[str, Any]]:
         if isinstance(item, (str, os.PathLike)):
@@ -127,6 +149,10 @@ class ClipReader:
         else:
             groups, info = [_array_input(item)], {"kind": "array", "frames": None,
                                                   "duration_s": None}
+        if self.still_scale < 1 and info["kind"] != "video" and len(groups[0]) == 1:
+            from xmodal.data.resize import zoom_out
+
+            groups = [zoom_out(groups[0][0], self.still_scale)[None]]
         averaged = [v for g in groups[:self._n_average(info)] for v in self._views(g)]
         windows = [self._views(g)[0] for g in groups[self._n_average(info):]]
         info["n_avg"] = len(averaged)

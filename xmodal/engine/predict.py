@@ -22,7 +22,7 @@ import numpy as np
 
 from xmodal.config import ENGINES
 from xmodal.engine.calibration import apply_min_score, clip_scores
-from xmodal.engine.inputs import ClipReader, scan_paths
+from xmodal.engine.inputs import DEFAULT_FRAMES, ClipReader, scan_paths
 from xmodal.engine.multilabel import labels_above, predictor_thresholds
 from xmodal.engine.reporting import Reporter
 from xmodal.engine.workers import DEFAULT_TIMEOUT_S, DecodePool
@@ -31,8 +31,6 @@ from xmodal.names import unsupported_message
 
 if TYPE_CHECKING:
     import torch
-
-DEFAULT_FRAMES = 8
 
 
 @dataclass
@@ -219,6 +217,10 @@ class Predictor:
     which keeps the GPU busy; scores can then differ from run to run in the last digits.
     ONNX Runtime models run each file alone, in passes of ``batch_frames`` frames at most.
     Probabilities come out as NumPy arrays whatever the engine.
+
+    Preprocessing is the first model's (fused models share one reader): its frames, sizes and
+    ``still_scale`` (a clips-only model sees photos zoomed out, ``ClipReader``), which
+    ``still_scale`` overrides.
     """
 
     def __init__(self, models: LoadedModel | Sequence[LoadedModel], *, device: str = "auto",
@@ -228,7 +230,7 @@ class Predictor:
                  window_s: float | None = None, stride_s: float | None = None,
                  timeout_s: float | None = DEFAULT_TIMEOUT_S, compile: bool | str = False,
                  min_score: float | None = None, segments: str | None = None,
-                 shot_detector: str = "content") -> None:
+                 shot_detector: str = "content", still_scale: float | None = None) -> None:
         self.models = [models] if isinstance(models, LoadedModel) else list(models)
         check_same_classes(self.models)
         self.uses_torch = any(m.engine == "torch" for m in self.models)
@@ -248,9 +250,10 @@ class Predictor:
         self.device_type = self.device if isinstance(self.device, str) else self.device.type
         first = self.models[0]
         self.classes = first.classes
-        self.reader = ClipReader(first.frames, first.input_size, first.resize_size, video_backend,
-                                 clips=clips, crops=crops, window_s=window_s, stride_s=stride_s,
-                                 arrays="torch" if self.uses_torch else "numpy")
+        scale = {"still_scale": still_scale} if still_scale is not None else {}
+        self.reader = ClipReader.from_meta(first.meta, video_backend, clips=clips, crops=crops,
+                                           window_s=window_s, stride_s=stride_s,
+                                           arrays="torch" if self.uses_torch else "numpy", **scale)
         # One file per batch on the CPU unless asked otherwise (see the class docstring).
         self.per_file = batch_size is None and self.device_type != "cuda"
         self.batch_size = max(1, batch_size or (1 if self.per_file else 32))

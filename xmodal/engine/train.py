@@ -678,7 +678,8 @@ def _metadata(cfg: TrainConfig, split: Split, model: nn.Module) -> dict[str, Any
         "test_bn_prior": cfg.test_bn_prior or None,
         "modality": cfg.modality,
         "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
-                          "mean": list(pcfg.mean), "std": list(pcfg.std)},
+                          "mean": list(pcfg.mean), "std": list(pcfg.std),
+                          "still_scale": cfg.still_scale_for_prediction},
         "config": cfg.to_dict(),
         "data": data_location(cfg),
     }
