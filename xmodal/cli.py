@@ -63,6 +63,13 @@ class _Seconds(click.ParamType):
 SECONDS = _Seconds()
 
 
+def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A value in (0, 1], NaN refused (click's FloatRange lets NaN through)."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise click.BadParameter(f"must be in (0, 1], got {value}")
+    return value
+
+
 def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The decoding and device options that predict, eval and label share."""
     options = [
@@ -82,7 +89,7 @@ def _inference_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--verify-key", "verify_key", type=click.Path(),
                      help="Refuse a model whose signature (xmodal sign) does not verify with "
                           "this public key (PEM)."),
-        click.option("--still-scale", "still_scale", type=click.FloatRange(0.0, 1.0, min_open=True),
+        click.option("--still-scale", "still_scale", type=float, callback=_fraction,
                      help="Show photos to the model zoomed out to this fraction of the frame, "
                           "centred on their border colour (1: as they come). [the model's: 0.8 "
                           "for one trained on videos alone, else 1]"),
@@ -868,7 +875,8 @@ def info(model: str, as_json: bool) -> None:
     echo(f"frames:     {meta.get('frames')} (pooling: {meta.get('pooling')})")
     echo(f"input:      {pre.get('input_size')} px, mean {pre.get('mean')}, std {pre.get('std')}")
     if pre.get("still_scale", 1.0) < 1:
-        echo(f"stills:     zoomed out to {pre['still_scale']:g} of the frame (trained on videos alone)")
+        why = " (trained on videos alone)" if meta.get("modality") == "video" else ""
+        echo(f"stills:     zoomed out to {pre['still_scale']:g} of the frame{why}")
     if "epoch" in meta:
         echo(f"epoch:      {meta['epoch']}  metrics: {json.dumps(meta.get('metrics', {}))}")
     if meta.get("test_bn_prior"):

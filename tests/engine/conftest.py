@@ -18,7 +18,8 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "train"
 
 
-def make_checkpoint(directory: Path, classes: list[str], *, seed: int = 0, frames: int = 4) -> Path:
+def make_checkpoint(directory: Path, classes: list[str], *, seed: int = 0, frames: int = 4,
+                    still_scale: float | None = None) -> Path:
     """An untrained head on the pretrained default encoder, saved as a real checkpoint."""
     import torch
 
@@ -32,6 +33,8 @@ def make_checkpoint(directory: Path, classes: list[str], *, seed: int = 0, frame
             "pooling": "mean", "dropout": 0.0,
             "preprocessing": {"input_size": pcfg.input_size, "resize_size": pcfg.resize_size,
                               "mean": list(pcfg.mean), "std": list(pcfg.std)}}
+    if still_scale is not None:
+        meta["preprocessing"]["still_scale"] = still_scale
     save_checkpoint(model, meta, directory)
     return directory
 

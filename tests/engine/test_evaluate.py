@@ -69,6 +69,7 @@ def test_multi_clip_multi_crop_eval_cli(imagenet_folder: Path, tmp_path: Path,
     # 1 video x 2 clips x 3 crops + 3 images x 3 crops
     assert report["clip_level"]["count"] == 2 * 3 + 3 * 3
     assert report["settings"]["clips"] == 2 and report["settings"]["crops"] == 3
+    assert report["settings"]["still_scale"] == 1.0  # an encoder name shows photos as they come
     png = (out / "confusion_matrix.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
@@ -91,3 +92,18 @@ def test_fusion_refuses_different_class_lists(tmp_path: Path) -> None:
     b = make_checkpoint(tmp_path / "b", ["x", "w"])
     with pytest.raises(ModelError, match="class lists differ"):
         Predictor([load_model(a), load_model(b)])
+
+
+def test_fusion_needs_one_still_scale(tmp_path: Path) -> None:
+    """One reader makes the views of fused models: a clips-only model's zoomed-out stills and
+    another's as they come cannot both be made, so the user picks one."""
+    from xmodal.errors import ConfigError
+
+    clips_a = load_model(make_checkpoint(tmp_path / "a", ["x", "y"], still_scale=0.8))
+    clips_b = load_model(make_checkpoint(tmp_path / "b", ["x", "y"], still_scale=0.8, seed=1))
+    photos = load_model(make_checkpoint(tmp_path / "c", ["x", "y"]))  # saved without one: 1
+    with pytest.raises(ConfigError, match="--still-scale"):
+        Predictor([clips_a, photos], workers=0)
+    assert Predictor([clips_a, photos], workers=0, still_scale=1.0).reader.still_scale == 1.0
+    assert Predictor([clips_a, clips_b], workers=0).reader.still_scale == 0.8
+    assert Predictor(photos, workers=0).reader.still_scale == 1.0

@@ -141,3 +141,23 @@ def test_reader_refuses_a_still_scale_outside_zero_to_one(scale: float) -> None:
 
     with pytest.raises(ConfigError, match="still_scale"):
         ClipReader(frames=2, input_size=64, resize_size=72, still_scale=scale)
+
+
+def test_a_large_photo_is_shrunk_before_it_is_zoomed_out(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The canvas of a zoomed-out photo stays near the view's size (not 1 / scale^2 times the
+    photo's pixels), and the view is what zooming the full photo out would give."""
+    import xmodal.data.resize as resize_mod
+    from xmodal.data.resize import zoom_out
+
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(128, 20, (600, 800, 3)), 0, 255).astype(np.uint8)
+    photo[150:450, 250:550] = 240  # an object
+    seen: list[tuple[int, ...]] = []
+    real = resize_mod.zoom_out
+    monkeypatch.setattr(resize_mod, "zoom_out", lambda f, s: seen.append(f.shape) or real(f, s))
+    reader = ClipReader(frames=2, input_size=64, resize_size=72, arrays="numpy", still_scale=0.25)
+    got, _ = reader(photo)
+    assert seen and min(seen[0][:2]) == 18  # ceil(72 x 0.25): the view's share, not 600 px
+    exact, _ = ClipReader(frames=2, input_size=64, resize_size=72, arrays="numpy")(zoom_out(photo, 0.25))
+    assert np.abs(got.astype(int) - exact.astype(int)).mean() < 3  # the same picture, resized once more

@@ -339,10 +339,13 @@ def test_frozen_stride_defaults_by_modality_and_is_written_down(
     assert meta["preprocessing"]["still_scale"] == VIDEO_STILL_SCALE
     assert load(str(out), workers=0).reader.still_scale == VIDEO_STILL_SCALE
     assert load(str(out), workers=0, still_scale=1.0).reader.still_scale == 1.0
+    assert saved["still_scale"] == VIDEO_STILL_SCALE  # written down: resumed and adapted alike
+    assert resume_config(out).still_scale_for_prediction == VIDEO_STILL_SCALE
     # A run written before frozen_stride existed trained every layer, and resumes so.
-    del saved["frozen_stride"]
+    del saved["frozen_stride"], saved["still_scale"]
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     assert resume_config(out).frozen_stride_for_training == 0
+    assert resume_config(out).still_scale_for_prediction == 1.0  # and showed stills as they came
 
 
 @pytest.mark.parametrize("modality, still_scale, expected", [

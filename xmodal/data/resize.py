@@ -51,20 +51,21 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 def zoom_out(frame: np.ndarray, scale: float) -> np.ndarray:
     """An (H, W, 3) uint8 frame centred on a canvas of (round(H / scale), round(W / scale))
-    filled with the median colour of its 1-px border: the picture at ``scale`` of the new
-    frame's sides, its backdrop extended. ``scale`` in (0, 1]; 1 returns the frame as is.
+    filled with the per-channel median of its 1-px border: the picture at ``scale`` of the new
+    frame's sides, its backdrop extended. ``scale`` in (0, 1]; 1 returns the frame as is. The
+    canvas is 1 / scale^2 times the frame's pixels: shrink a large photo first.
 
     Shows a photo as a video frame shows its object: smaller, with surroundings. Like
     torchvision's ``RandomZoomOut`` (SSD's "zoom out", Liu et al., 2016) with a fixed scale,
     centred, and the border's colour as the fill, so a studio backdrop or a scan's paper stays
-    seamless; a photo whose border varies gets a plain frame of its main border colour.
+    seamless; a photo whose border varies gets a plain frame of about its border's colour.
     """
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
     if not 0 < scale <= 1:
         raise ValueError(f"zoom-out scale must be in (0, 1], got {scale}")
     height, width = frame.shape[:2]
-    new_h, new_w = max(height, round(height / scale)), max(width, round(width / scale))
+    new_h, new_w = round(height / scale), round(width / scale)
     if (new_h, new_w) == (height, width):
         return frame
     border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])

@@ -144,7 +144,7 @@ def evaluate_folder(predictor: Predictor, data: str | Path | None, *, modality: 
         by_kind=by_kind, per_class=per_class_metrics(matrix, classes), confusion=matrix.tolist(),
         settings={"model": predictor.name, "data": str(source), "clips": predictor.reader.clips,
                   "crops": predictor.reader.crops, "frames": predictor.reader.frames,
-                  "min_score": predictor.min_score},
+                  "still_scale": predictor.reader.still_scale, "min_score": predictor.min_score},
         calibration=_calibration(predictor, P, np.stack(raw_probs) if raw_probs else None, y),
         coverage=coverage_table(P, y, [*COVERAGE_SCORES, *extra]))
 
@@ -194,7 +194,8 @@ def _evaluate_multi_label(predictor: Predictor, samples: list[Any], remap: list[
                             settings={"model": predictor.name, "data": str(source),
                                       "clips": predictor.reader.clips,
                                       "crops": predictor.reader.crops,
-                                      "frames": predictor.reader.frames})
+                                      "frames": predictor.reader.frames,
+                                      "still_scale": predictor.reader.still_scale})
 
 
 def _uncalibration(predictor: Predictor) -> float | None:

@@ -195,6 +195,16 @@ def check_same_classes(models: Sequence[LoadedModel]) -> None:
                              f"differ ({detail})")
 
 
+def _shared_still_scale(models: Sequence[LoadedModel]) -> float:
+    """The ``still_scale`` every model records (1 where none is recorded), or ConfigError."""
+    scales = {m.name: float(m.meta.get("preprocessing", {}).get("still_scale", 1.0)) for m in models}
+    if len(set(scales.values())) > 1:
+        listed = ", ".join(f"{name} {scale:g}" for name, scale in scales.items())
+        raise ConfigError(f"the fused models show stills at different scales ({listed}: a "
+                          "clips-only model zooms photos out); pick one for all with --still-scale")
+    return next(iter(scales.values()))
+
+
 def describe_failure(exc: BaseException) -> str:
     """The one-line reason recorded for a file that failed to decode."""
     if isinstance(exc, XmodalError):
@@ -218,9 +228,10 @@ class Predictor:
     ONNX Runtime models run each file alone, in passes of ``batch_frames`` frames at most.
     Probabilities come out as NumPy arrays whatever the engine.
 
-    Preprocessing is the first model's (fused models share one reader): its frames, sizes and
-    ``still_scale`` (a clips-only model sees photos zoomed out, ``ClipReader``), which
-    ``still_scale`` overrides.
+    Preprocessing is the first model's (fused models share one reader): its frames and sizes;
+    stills are zoomed out to ``still_scale`` if given, else to the models' own scale (a
+    clips-only model's 0.8, ``ClipReader``), which fused models must share (ConfigError
+    otherwise: one reader cannot show each its own).
     """
 
     def __init__(self, models: LoadedModel | Sequence[LoadedModel], *, device: str = "auto",
@@ -250,7 +261,8 @@ class Predictor:
         self.device_type = self.device if isinstance(self.device, str) else self.device.type
         first = self.models[0]
         self.classes = first.classes
-        scale = {"still_scale": still_scale} if still_scale is not None else {}
+        scale = {"still_scale": still_scale if still_scale is not None
+                 else _shared_still_scale(self.models)}
         self.reader = ClipReader.from_meta(first.meta, video_backend, clips=clips, crops=crops,
                                            window_s=window_s, stride_s=stride_s,
                                            arrays="torch" if self.uses_torch else "numpy", **scale)

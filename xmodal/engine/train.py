@@ -372,6 +372,7 @@ def _fit(cfg: TrainConfig, reporter: Reporter | None, *, resume: bool, stop_afte
     # trains as this run did whatever the defaults become.
     cfg = dataclasses.replace(cfg, train_frames=cfg.clip_frames_for_training,
                               frozen_stride=cfg.frozen_stride_for_training,
+                              still_scale=cfg.still_scale_for_prediction,
                               val_split=cfg.val_split if cfg.val is not None else split.val_fraction)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -858,4 +859,6 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
         cfg.train_frames = cfg.frames
     if cfg.frozen_stride is None:  # written before frozen_stride existed: every layer trained
         cfg.frozen_stride = 0
+    if cfg.still_scale is None:  # written before still_scale existed: stills shown as they came
+        cfg.still_scale = 1.0
     return cfg
