@@ -261,11 +261,12 @@ class Predictor:
         self.device_type = self.device if isinstance(self.device, str) else self.device.type
         first = self.models[0]
         self.classes = first.classes
-        scale = {"still_scale": still_scale if still_scale is not None
-                 else _shared_still_scale(self.models)}
+        if still_scale is None:
+            still_scale = _shared_still_scale(self.models)
         self.reader = ClipReader.from_meta(first.meta, video_backend, clips=clips, crops=crops,
                                            window_s=window_s, stride_s=stride_s,
-                                           arrays="torch" if self.uses_torch else "numpy", **scale)
+                                           arrays="torch" if self.uses_torch else "numpy",
+                                           still_scale=still_scale)
         # One file per batch on the CPU unless asked otherwise (see the class docstring).
         self.per_file = batch_size is None and self.device_type != "cuda"
         self.batch_size = max(1, batch_size or (1 if self.per_file else 32))
